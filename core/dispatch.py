@@ -1,0 +1,149 @@
+"""The dispatcher: trigger policy, one ordered lane per conversation, routing to handlers.
+
+Messages of one conversation are handled strictly in order; different conversations run
+concurrently. A lane holds at most ``lane_depth`` waiting messages: one more gets a "busy"
+answer instead of being dropped silently. Model calls share a global semaphore
+(``model_gate``) so a burst of chats cannot start more generations than there are slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+from core.commands import Access, Context
+from core.events import ConversationKey, Message
+from core.reply import Replier
+
+if TYPE_CHECKING:
+    from core.app import Greenroom
+
+log = logging.getLogger(__name__)
+
+BUSY = "I'm still working on earlier messages here; please send that again in a moment."
+CLOSING = "I'm restarting; please send that again in a minute."
+
+
+@dataclass(order=True)
+class Route:
+    """A handler with NoneBot-style priority (lower runs first) and block semantics."""
+
+    priority: int
+    name: str = field(compare=False)
+    matches: Callable[[Context], bool] = field(compare=False)
+    handle: Callable[[Context], Awaitable[None]] = field(compare=False)
+    block: bool = field(default=True, compare=False)
+
+
+@dataclass
+class _Item:
+    message: Message
+    replier: Replier
+    done: asyncio.Future
+
+
+class Dispatcher:
+    """Accepts neutral messages from adapters and runs them through the routes."""
+
+    def __init__(self, app: "Greenroom", access: Access, lane_depth: int, model_slots: int,
+                 chat_mode: Callable[[ConversationKey], str]) -> None:
+        self.app = app
+        self.access = access
+        self.lane_depth = lane_depth
+        self.model_gate = asyncio.Semaphore(model_slots)
+        self.chat_mode = chat_mode
+        self.routes: list[Route] = []
+        self._lanes: dict[ConversationKey, asyncio.Queue[_Item]] = {}
+        self._workers: dict[ConversationKey, asyncio.Task] = {}
+        self.closing = False
+
+    def add_route(self, route: Route) -> None:
+        self.routes.append(route)
+        self.routes.sort()
+
+    def triggered(self, message: Message) -> bool:
+        """Direct messages always; in groups mentions and replies, or everything in `all` mode."""
+        if message.command is not None or message.is_direct:
+            return True
+        mode = self.chat_mode(message.key)
+        if mode == "off":
+            return False
+        return mode == "all" or message.mentions_bot or message.is_reply_to_bot
+
+    @property
+    def queued(self) -> int:
+        return sum(q.qsize() for q in self._lanes.values())
+
+    async def submit(self, message: Message, replier: Replier) -> asyncio.Future | None:
+        """Queue a message in its conversation's lane; the future resolves once it is handled.
+
+        Returns None when the message is not for the bot or was answered "busy".
+        """
+        if message.author.is_bot or not self.triggered(message):
+            return None
+        if self.closing:
+            await replier.send(CLOSING)
+            return None
+        lane = self._lanes.setdefault(message.key, asyncio.Queue(self.lane_depth))
+        done = asyncio.get_running_loop().create_future()
+        try:
+            lane.put_nowait(_Item(message, replier, done))
+        except asyncio.QueueFull:
+            await replier.send(BUSY)
+            return None
+        if message.key not in self._workers:
+            self._workers[message.key] = asyncio.create_task(self._work(message.key, lane))
+        return done
+
+    async def _work(self, key: ConversationKey, lane: asyncio.Queue[_Item]) -> None:
+        try:
+            while not lane.empty():
+                item = lane.get_nowait()
+                try:
+                    await self._handle(item)
+                finally:
+                    if not item.done.done():
+                        item.done.set_result(None)
+        finally:  # cancelled: what was still waiting in this lane is dropped, its senders released
+            self._workers.pop(key, None)
+            self._lanes.pop(key, None)
+            while not lane.empty():
+                lane.get_nowait().done.set_result(None)
+
+    def cancel(self, key: ConversationKey) -> bool:
+        """Stop the turn running in a conversation (a user's Ctrl-C); False if none runs."""
+        worker = self._workers.get(key)
+        if worker is None or worker.done():
+            return False
+        worker.cancel()
+        return True
+
+    async def _handle(self, item: _Item) -> None:
+        ctx = Context(item.message, item.replier, self.access.level(item.message.author), self.app)
+        for route in self.routes:
+            if not route.matches(ctx):
+                continue
+            try:
+                await route.handle(ctx)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                error_id = secrets.token_hex(4)
+                log.exception("handler %s failed (error id %s) in %s", route.name, error_id, item.message.key)
+                await item.replier.send(f"Sorry, something went wrong on my side (error id {error_id}).")
+            if route.block:
+                break
+
+    async def close(self, deadline: float) -> None:
+        """Stop taking messages, let running turns finish within ``deadline`` seconds, cancel the rest."""
+        self.closing = True
+        workers = list(self._workers.values())
+        if not workers:
+            return
+        _, pending = await asyncio.wait(workers, timeout=deadline)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

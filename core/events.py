@@ -1,0 +1,101 @@
+"""The platform-neutral message model: what adapters hand to the dispatcher.
+
+Everything here is frozen and free of platform objects (only an opaque ``raw``), so
+handlers can be tested without any chat library.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Awaitable, Callable
+
+
+@dataclass(frozen=True)
+class ConversationKey:
+    """One conversation: a platform chat, optionally a thread or forum topic in it."""
+
+    platform: str
+    chat_id: str
+    thread_id: str | None = None
+
+    def __str__(self) -> str:
+        tail = f"/{self.thread_id}" if self.thread_id else ""
+        return f"{self.platform}:{self.chat_id}{tail}"
+
+    @property
+    def chat(self) -> str:
+        """The chat this conversation lives in (settings such as the character are per chat)."""
+        return f"{self.platform}:{self.chat_id}"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who sent a message."""
+
+    platform: str
+    user_id: str
+    display_name: str
+    is_bot: bool = False
+    is_platform_admin: bool = False
+
+    @property
+    def ref(self) -> str:
+        """`platform:user_id`, the form used in owner/admin lists."""
+        return f"{self.platform}:{self.user_id}"
+
+
+class AttachmentKind(str, Enum):
+    VIDEO = "video"
+    IMAGE = "image"
+    AUDIO = "audio"
+    FILE = "file"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file on a message, fetched only when a handler asks (and only up to ``max_bytes``)."""
+
+    kind: AttachmentKind
+    filename: str
+    size: int
+    mime: str = ""
+    url: str | None = None
+    fetch: Callable[[], Awaitable[bytes]] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A URL found in a message: from platform entities, embeds or the plain text."""
+
+    url: str
+    source: str = "text"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One incoming chat message."""
+
+    id: str
+    key: ConversationKey
+    author: Actor
+    text: str
+    attachments: tuple[Attachment, ...] = ()
+    links: tuple[Link, ...] = ()
+    reply_to_id: str | None = None
+    mentions_bot: bool = False
+    is_direct: bool = False
+    is_reply_to_bot: bool = False
+    received_at: float = field(default_factory=time.time)
+    raw: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def command(self) -> tuple[str, str] | None:
+        """(name, argument text) when the message is a `/command`, else None."""
+        text = self.text.strip()
+        if not text.startswith("/") or len(text) < 2:
+            return None
+        head, _, rest = text[1:].partition(" ")
+        name = head.split("@", 1)[0].lower()  # Telegram appends @botname in groups
+        return (name, rest.strip()) if name else None

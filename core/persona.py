@@ -1,0 +1,136 @@
+"""The persona engine: one chat turn with the conversation's character.
+
+Retrieve stories for the user's line, assemble the prompt (`core.prompt`), stream the
+model's reply to the chat, post-process it, and store the turn in history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from core.commands import Context
+from core.config import PersonaSection, persona_settings
+from core.events import Actor, ConversationKey, Message
+from core.prompt import (Budgets, PastTurn, Prompt, StoryRef, build_chat, build_haruhi2, query_string,
+                         response_postprocess, strip_wrapper)
+from core.reply import StreamingReply
+from core.threads import iterate_in_thread
+from memory.history import History, Turn
+from memory.library import Library, Loaded
+from memory.settings import Settings
+from models.llm import LLM, Generation, Sampling
+
+HISTORY_WINDOW = 64  # turns read from the store; the budget decides how many reach the prompt
+
+
+@dataclass
+class PreparedTurn:
+    loaded: Loaded
+    role: str
+    text: str
+    prompt: Prompt
+    mode: str
+
+
+class PersonaEngine:
+    """Runs chat turns for whichever character each conversation has."""
+
+    def __init__(self, library: Library, history: History, settings: Settings, llm: LLM,
+                 config: PersonaSection) -> None:
+        self.library = library
+        self.history = history
+        self.settings = settings
+        self.llm = llm
+        self.config = config
+
+    # ----- who is talking to whom ------------------------------------------------------------
+
+    def character_id(self, key: ConversationKey) -> str:
+        return self.settings.get(key.chat, "character") or self.config.default_character
+
+    def role_name(self, actor: Actor) -> str:
+        """The user's name in the story: set with /iam, else their display name."""
+        return self.settings.get(actor.ref, "iam") or actor.display_name
+
+    def greeting(self, key: ConversationKey) -> str | None:
+        """The character's greeting the first time this conversation meets it, else None."""
+        loaded = self.library.get(self.character_id(key))
+        marker = f"greeted:{loaded.character.id}"
+        if not loaded.character.greeting or self.settings.get(str(key), marker):
+            return None
+        self.settings.set(str(key), marker, "1")
+        return loaded.character.greeting
+
+    # ----- one turn ----------------------------------------------------------------------------
+
+    def prepare(self, message: Message, text: str) -> PreparedTurn:
+        """Retrieval and prompt assembly (blocking: embedding runs here)."""
+        loaded = self.library.get(self.character_id(message.key))
+        character = loaded.character
+        settings = persona_settings(self.config, character.settings)
+        mode = settings["mode"]
+        role = self.role_name(message.author)
+        query = query_string(role, text)
+        hits = self.library.search(character.id, query if mode == "haruhi2" else text, settings["k"],
+                                   hybrid=settings["retrieval"] == "hybrid")
+        ranked = [StoryRef(h.story.source, h.story.text, h.story.tokens, round(h.score, 4)) for h in hits]
+        past = [PastTurn(t.speaker, t.user_text, t.reply, t.reply_raw)
+                for t in self.history.recent(str(message.key), character.id, HISTORY_WINDOW)]
+        budgets = Budgets(settings["story_budget"], settings["history_budget"], self.llm.n_ctx,
+                          self.config.max_reply_tokens)
+        count = self.llm.count_tokens
+        if mode == "haruhi2":
+            prompt = build_haruhi2(character.system_prompt, ranked, past, role, text, budgets, count,
+                                   has_stories=bool(loaded.stories))
+        else:
+            prompt = build_chat(character.system_prompt, ranked, past, role, text, budgets, count,
+                                group=not message.is_direct)
+        prompt.stop.extend(settings["stop"])
+        return PreparedTurn(loaded, role, text, prompt, mode)
+
+    async def reply(self, ctx: Context) -> None:
+        message, replier = ctx.message, ctx.replier
+        text = message.text.strip()
+        if not text:
+            return
+        limit = self.config.max_message_chars
+        if len(text) > limit:
+            await replier.send(f"(Your message is {len(text)} characters; I read only the first {limit}.)")
+            text = text[:limit]
+        if (greeting := self.greeting(message.key)) is not None:
+            await replier.send(greeting)
+        turn = await asyncio.to_thread(self.prepare, message, text)
+        sampling = Sampling(max_tokens=self.config.max_reply_tokens, temperature=self.config.temperature,
+                            top_p=self.config.top_p, repeat_penalty=self.config.repeat_penalty,
+                            stop=tuple(turn.prompt.stop))
+        gen = Generation()
+        stream = StreamingReply(replier)
+        names = turn.loaded.character.speakers
+        async with ctx.app.dispatcher.model_gate, replier.typing():
+            pieces = iterate_in_thread(lambda: self.llm.stream(turn.prompt.messages, sampling, gen), gen.cancel)
+            raw = ""
+            async for piece in pieces:
+                raw += piece
+                await stream.update(strip_wrapper(raw, names))
+        processed = response_postprocess(raw.strip())
+        shown = strip_wrapper(processed, names) or "…"
+        await stream.finish(shown)
+        self.history.add(str(message.key), turn.loaded.character.id,
+                         Turn(message.author.ref, turn.role, text, shown, processed))
+        await replier.report(self.trace(turn, shown, gen))
+
+    def trace(self, turn: PreparedTurn, reply: str, gen: Generation) -> dict[str, Any]:
+        """The structured record of a turn (`greenroom chat --json` prints it)."""
+        return {
+            "reply": reply,
+            "character": turn.loaded.character.id,
+            "messages": turn.prompt.messages,
+            "stories": [{"id": s.id, "text": s.text, "score": s.score, "tokens": s.tokens}
+                        for s in turn.prompt.stories],
+            "prompt_tokens": gen.prompt_tokens,
+            "history_turns": turn.prompt.history_turns,
+            "mode": turn.mode,
+            "completion_tokens": gen.completion_tokens,
+        }

@@ -1,0 +1,167 @@
+"""ChatHaruhi prompt assembly: system prompt + retrieved stories + history + the user's line.
+
+Two modes:
+
+- ``haruhi2`` reproduces ChatHaruhi 2.0: the system prompt; the stories greedily packed in
+  rank order under the story budget (cost = tokens(story) + tokens("\\n###\\n"), stopping at
+  the first that does not fit) as their own user message after "Classic scenes for the role
+  are as follows:\\n"; the history tail within the history budget (if even the newest pair
+  is too long, no history; 2.0 sent all of it); then ``{role}:「{text}」``.
+- ``chat`` (default for small local models): one system message with the stories inline,
+  then strictly alternating user/assistant turns and the raw user text, which fits local
+  chat templates better.
+
+Both keep the budgets inside the model's context: stories first, then history.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+STORY_PREFIX = "Classic scenes for the role are as follows:\n"
+DIVIDER = "\n###\n"
+NARRATORS = ("旁白", "", "scene", "Scene", "narrator", "Narrator")
+LINE = re.compile(r"^(.*?)[:：]「(.*?)」$")
+CONTEXT_MARGIN = 16
+
+
+@dataclass(frozen=True)
+class StoryRef:
+    id: str
+    text: str
+    tokens: int
+    score: float
+
+
+@dataclass(frozen=True)
+class PastTurn:
+    speaker: str
+    user_text: str
+    reply: str
+    reply_raw: str
+
+
+@dataclass(frozen=True)
+class Budgets:
+    story: int = 1500
+    history: int = 1200
+    context: int = 2048
+    reply: int = 160
+
+
+@dataclass
+class Prompt:
+    messages: list[dict[str, str]]
+    stories: list[StoryRef] = field(default_factory=list)
+    history_turns: int = 0
+    stop: list[str] = field(default_factory=list)
+
+
+def query_string(role: str, text: str) -> str:
+    """ChatHaruhi's query: `role:「text」`, or `role:text` for narrator roles; this is what is embedded."""
+    return f"{role}:{text}" if role in NARRATORS else f"{role}:「{text}」"
+
+
+def pack_stories(stories: Sequence[StoryRef], budget: int, count: Callable[[str], int],
+                 start: int) -> list[StoryRef]:
+    """ChatHaruhi 2.0 `add_story`: greedy prefix of the ranked stories within the budget."""
+    used, packed, divider = start, [], count(DIVIDER)
+    for story in stories:
+        cost = story.tokens + divider
+        if used + cost > budget:
+            break
+        used += cost
+        packed.append(story)
+    return packed
+
+
+def history_tail(turns: Sequence[PastTurn], budget: int, cost: Callable[[PastTurn], int]) -> list[PastTurn]:
+    """The newest turns whose summed cost stays within the budget (none if the newest is too long)."""
+    used, kept = 0, 0
+    for turn in reversed(turns):
+        used += cost(turn)
+        if used > budget:
+            break
+        kept += 1
+    return list(turns[len(turns) - kept:]) if kept else []
+
+
+def response_postprocess(text: str) -> str:
+    """ChatHaruhi 2.0 `response_postprocess`: keep the first speaker's consecutive `Name:「…」` lines."""
+    first, joined = None, ""
+    for line in text.split("\n"):
+        match = LINE.match(line.strip(" "))
+        if match is None:
+            return text if first is None else f"{first}:「{joined}」"
+        if first is None:
+            first = match.group(1)
+        elif match.group(1) != first:
+            break
+        joined += match.group(2)
+    return f"{first}:「{joined}」" if first is not None else text
+
+
+def strip_wrapper(text: str, names: Sequence[str] = ()) -> str:
+    """What a chat shows: `Name:「line」` becomes `line`; a leading `Name:` of the character goes too."""
+    text = text.strip()
+    match = LINE.match(text)
+    if match:
+        return match.group(2).strip()
+    for name in names:
+        for colon in (":", "："):
+            if name and text.startswith(name + colon):
+                return text[len(name) + 1:].strip().removeprefix("「").removesuffix("」").strip()
+    return text
+
+
+def _fit(budgets: Budgets, fixed: int) -> tuple[int, int]:
+    """Story and history budgets clamped so the prompt and the reply fit the context."""
+    room = max(0, budgets.context - budgets.reply - CONTEXT_MARGIN - fixed)
+    return min(budgets.story, room), room
+
+
+def build_haruhi2(system_prompt: str, ranked: Sequence[StoryRef], history: Sequence[PastTurn], user_role: str,
+                  text: str, budgets: Budgets, count: Callable[[str], int], has_stories: bool = True) -> Prompt:
+    """ChatHaruhi 2.0's message order, exactly."""
+    query = query_string(user_role, text)
+    story_budget, room = _fit(budgets, count(system_prompt) + count(query))
+    messages = [{"role": "system", "content": system_prompt}]
+    packed: list[StoryRef] = []
+    if has_stories:
+        packed = pack_stories(ranked, story_budget, count, count(STORY_PREFIX))
+        body = STORY_PREFIX + "".join(s.text + DIVIDER for s in packed)
+        messages.append({"role": "user", "content": body})
+        room -= count(body)
+    past = history_tail(history, min(budgets.history, max(room, 0)),
+                        lambda t: count(query_string(t.speaker, t.user_text)) + count(t.reply_raw))
+    for turn in past:
+        messages.append({"role": "user", "content": query_string(turn.speaker, turn.user_text)})
+        messages.append({"role": "assistant", "content": turn.reply_raw})
+    messages.append({"role": "user", "content": query})
+    return Prompt(messages, packed, len(past), stop=[f"\n{user_role}:", f"\n{user_role}："])
+
+
+def build_chat(system_prompt: str, ranked: Sequence[StoryRef], history: Sequence[PastTurn], user_role: str,
+               text: str, budgets: Budgets, count: Callable[[str], int], group: bool = False) -> Prompt:
+    """One system message with the stories inline, alternating turns, the user's own words."""
+
+    def said(speaker: str, words: str) -> str:
+        return f"{speaker}: {words}" if group else words
+
+    user = said(user_role, text)
+    story_budget, room = _fit(budgets, count(system_prompt) + count(user))
+    packed = pack_stories(ranked, story_budget, count, count(STORY_PREFIX))
+    system = system_prompt
+    if packed:
+        system += "\n\n" + STORY_PREFIX + DIVIDER.join(s.text for s in packed)
+    room -= count(system) - count(system_prompt)
+    past = history_tail(history, min(budgets.history, max(room, 0)),
+                        lambda t: count(said(t.speaker, t.user_text)) + count(t.reply))
+    messages = [{"role": "system", "content": system}]
+    for turn in past:
+        messages.append({"role": "user", "content": said(turn.speaker, turn.user_text)})
+        messages.append({"role": "assistant", "content": turn.reply})
+    messages.append({"role": "user", "content": user})
+    return Prompt(messages, packed, len(past), stop=[f"\n{user_role}:", f"\n{user_role}："])

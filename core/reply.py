@@ -1,0 +1,107 @@
+"""How handlers answer: the `Replier` protocol each adapter implements, and streaming on top of it."""
+
+from __future__ import annotations
+
+import re
+import time
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SentRef:
+    """A message the bot sent, as the adapter needs it to edit it later."""
+
+    id: str
+    raw: Any = field(default=None, compare=False)
+
+
+@runtime_checkable
+class Replier(Protocol):
+    """What an adapter offers for answering one incoming message."""
+
+    max_len: int
+    edit_interval: float
+    placeholder_delay: float
+
+    async def send(self, text: str) -> SentRef: ...
+
+    async def edit(self, ref: SentRef, text: str) -> None: ...
+
+    def typing(self) -> AbstractAsyncContextManager[None]: ...
+
+    async def report(self, trace: dict[str, Any]) -> None:
+        """Receive the structured record of a finished turn (the console's --json uses it)."""
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Split on paragraph, then line, then word boundaries into chunks of at most ``limit``.
+
+    A code fence open at a cut is closed there and reopened (same language) in the next chunk.
+    """
+    chunks: list[str] = []
+    rest, reopen = text, ""
+    while rest:
+        if len(reopen) + len(rest) <= limit:
+            chunks.append(reopen + rest)
+            break
+        budget = limit - len(reopen) - 4  # room for the closing fence
+        cut = next((i for sep in ("\n\n", "\n", " ")
+                    if (i := rest.rfind(sep, 0, budget)) > budget // 2), budget)
+        piece, rest = reopen + rest[:cut], rest[cut:].lstrip("\n ")
+        fences = re.findall(r"^```(.*)$", piece, flags=re.M)
+        reopen = f"```{fences[-1].strip()}\n" if len(fences) % 2 else ""
+        chunks.append(piece + "\n```" if reopen else piece)
+    return chunks or [""]
+
+
+class StreamingReply:
+    """Show a growing reply: a placeholder once the model is slow, throttled edits, a final text.
+
+    Edits are at most one per ``replier.edit_interval`` seconds; the final text is split
+    at ``replier.max_len`` into follow-up messages.
+    """
+
+    def __init__(self, replier: Replier, clock=time.monotonic) -> None:
+        self.replier = replier
+        self.clock = clock
+        self.started = clock()
+        self.ref: SentRef | None = None
+        self.shown = ""
+        self.last_edit = 0.0
+
+    async def update(self, text: str) -> None:
+        """Offer the text so far; it is shown when the throttle allows."""
+        now = self.clock()
+        text = text.strip()
+        if not text or text == self.shown:
+            return
+        if self.ref is None:
+            if now - self.started < self.replier.placeholder_delay:
+                return
+            self.ref = await self.replier.send(text[: self.replier.max_len])
+        elif now - self.last_edit < self.replier.edit_interval:
+            return
+        else:
+            await self.replier.edit(self.ref, text[: self.replier.max_len])
+        self.shown, self.last_edit = text[: self.replier.max_len], now
+
+    async def finish(self, text: str) -> None:
+        """Show the complete text, splitting it across messages when it is long."""
+        parts = split_text(text.strip() or "…", self.replier.max_len)
+        if self.ref is None:
+            self.ref = await self.replier.send(parts[0])
+        elif parts[0] != self.shown:
+            await self.replier.edit(self.ref, parts[0])
+        self.shown = parts[0]
+        for part in parts[1:]:
+            await self.replier.send(part)
+
+    async def consume(self, pieces: AsyncIterator[str]) -> str:
+        """Feed an async stream of text pieces; returns the whole text (not yet finished)."""
+        text = ""
+        async for piece in pieces:
+            text += piece
+            await self.update(text)
+        return text

