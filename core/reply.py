@@ -35,6 +35,18 @@ class Replier(Protocol):
         """Receive the structured record of a finished turn (the console's --json uses it)."""
 
 
+def _cut(text: str, budget: int) -> int:
+    """Where to cut: the last paragraph, line or word break in the second half of the budget."""
+    return next((i for sep in ("\n\n", "\n", " ")
+                 if (i := text.rfind(sep, 0, budget + 1)) > budget // 2), budget)
+
+
+def _open_fence(piece: str) -> str | None:
+    """The language of a code fence left open in ``piece`` ("" if unnamed), else None."""
+    fences = re.findall(r"^```(.*)$", piece, flags=re.M)
+    return fences[-1].strip() if len(fences) % 2 else None
+
+
 def split_text(text: str, limit: int) -> list[str]:
     """Split on paragraph, then line, then word boundaries into chunks of at most ``limit``.
 
@@ -46,13 +58,13 @@ def split_text(text: str, limit: int) -> list[str]:
         if len(reopen) + len(rest) <= limit:
             chunks.append(reopen + rest)
             break
-        budget = limit - len(reopen) - 4  # room for the closing fence
-        cut = next((i for sep in ("\n\n", "\n", " ")
-                    if (i := rest.rfind(sep, 0, budget)) > budget // 2), budget)
+        cut = _cut(rest, limit - len(reopen))
+        if _open_fence(reopen + rest[:cut]) is not None:  # leave room to close it
+            cut = _cut(rest, limit - len(reopen) - 4)
         piece, rest = reopen + rest[:cut], rest[cut:].lstrip("\n ")
-        fences = re.findall(r"^```(.*)$", piece, flags=re.M)
-        reopen = f"```{fences[-1].strip()}\n" if len(fences) % 2 else ""
-        chunks.append(piece + "\n```" if reopen else piece)
+        lang = _open_fence(piece)
+        reopen = "" if lang is None else f"```{lang}\n"
+        chunks.append(piece if lang is None else piece + "\n```")
     return chunks or [""]
 
 

@@ -73,10 +73,11 @@ class ConsoleReplier:
 class Console:
     """One local user talking to the bot through the dispatcher."""
 
-    def __init__(self, app, user: str | None, json_mode: bool = False, out: TextIO = sys.stdout) -> None:
+    def __init__(self, app, user: str | None, json_mode: bool = False, out: TextIO | None = None) -> None:
+        out = out or sys.stdout
         self.app = app
         owner = app.config.console.user_id
-        self.author = Actor(PLATFORM, user or owner, user or "you")
+        self.author = Actor(PLATFORM, user or owner, user or "You")
         self.key = ConversationKey(PLATFORM, self.author.user_id)
         self.replier = ConsoleReplier(out, json_mode, app.config.console.stream)
         self.out = out

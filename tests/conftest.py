@@ -1,0 +1,70 @@
+"""Shared fixtures: real models loaded once per session, a fresh data folder per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "memory" / "demo" / "wren"
+
+
+def reference_data(name: str) -> Path:
+    """A folder of the licensed reference data: skip when absent, fail when the variable points nowhere."""
+    configured = os.environ.get("GREENROOM_REFERENCE_DATA")
+    base = Path(configured) if configured else ROOT.parent / "shared" / "data"
+    if configured and not base.is_dir():
+        pytest.fail(f"GREENROOM_REFERENCE_DATA={configured} is set but is not a folder")
+    if not base.is_dir():
+        pytest.skip(f"reference data not found at {base} (set GREENROOM_REFERENCE_DATA)")
+    folder = base / name
+    if not folder.exists():
+        pytest.fail(f"reference data {folder} is missing")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from core.config import EmbedderSection
+    from memory.embedder import Embedder
+
+    c = EmbedderSection()
+    return Embedder(c.model, c.device, c.batch_size)
+
+
+@pytest.fixture(scope="session")
+def llm():
+    from core.config import LlmSection
+    from models.llm import LlamaCppLLM
+
+    c = LlmSection()
+    return LlamaCppLLM(c.model, c.sha256, n_ctx=c.n_ctx, seed=c.seed)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    """A config for one test: its own data folder, short replies, deterministic sampling."""
+    path = tmp_path / "bot.toml"
+    path.write_text('[bot]\ndata_dir = "data"\nowners = ["console:local"]\n'
+                    '[persona]\nmax_reply_tokens = 12\ntemperature = 0.0\n', encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def app(config_file, embedder, llm):
+    """A Greenroom with the session's real models and the demo character loaded."""
+    from core.app import Greenroom
+    from core.config import load_config
+
+    application = Greenroom(load_config(config_file))
+    application.__dict__["embedder"] = embedder
+    application.__dict__["llm"] = llm
+    application.ensure_default_character()
+    yield application
+    application.close()

@@ -1,0 +1,47 @@
+"""Test doubles for the platform side: a recording replier and message builders."""
+
+from __future__ import annotations
+
+import itertools
+from contextlib import asynccontextmanager
+from typing import Any
+
+from core.events import Actor, ConversationKey, Message
+from core.reply import SentRef
+
+_ids = itertools.count(1)
+
+
+class RecordingReplier:
+    """Records what the bot sent and edited, in order."""
+
+    def __init__(self, max_len: int = 2000, edit_interval: float = 0.0, placeholder_delay: float = 0.0) -> None:
+        self.max_len = max_len
+        self.edit_interval = edit_interval
+        self.placeholder_delay = placeholder_delay
+        self.events: list[tuple[str, str]] = []
+        self.messages: list[str] = []
+        self.traces: list[dict[str, Any]] = []
+
+    async def send(self, text: str) -> SentRef:
+        self.events.append(("send", text))
+        self.messages.append(text)
+        return SentRef(str(len(self.messages) - 1))
+
+    async def edit(self, ref: SentRef, text: str) -> None:
+        self.events.append(("edit", text))
+        self.messages[int(ref.id)] = text
+
+    @asynccontextmanager
+    async def typing(self):
+        self.events.append(("typing", ""))
+        yield
+
+    async def report(self, trace: dict[str, Any]) -> None:
+        self.traces.append(trace)
+
+
+def message(text: str, user: str = "u1", chat: str = "c1", direct: bool = True, platform: str = "test",
+            mention: bool = False, admin: bool = False) -> Message:
+    return Message(id=str(next(_ids)), key=ConversationKey(platform, chat), author=Actor(platform, user, user.title(),
+                   is_platform_admin=admin), text=text, is_direct=direct, mentions_bot=mention)

@@ -1,0 +1,133 @@
+"""The dispatcher: order within a conversation, concurrency across, busy answers, triggers, errors."""
+
+import asyncio
+
+from core.commands import Access, CommandRegistry, Context, Level
+from core.dispatch import BUSY, Dispatcher, Route
+from tests.helpers import RecordingReplier, message
+
+
+def make(lane_depth: int = 8, mode: str = "mention") -> Dispatcher:
+    return Dispatcher(app=None, access=Access(frozenset({"test:boss"}), frozenset({"test:helper"})),
+                      lane_depth=lane_depth, model_slots=1, chat_mode=lambda key: mode)
+
+
+async def test_messages_in_one_conversation_are_handled_in_order():
+    d = make()
+    seen: list[str] = []
+    gate = asyncio.Event()
+
+    async def first_waits(ctx: Context) -> None:
+        if ctx.message.text == "first":
+            await gate.wait()  # held until the later messages are queued behind it
+        seen.append(ctx.message.text)
+
+    d.add_route(Route(1, "record", lambda ctx: True, first_waits))
+    replier = RecordingReplier()
+    futures = [await d.submit(message(t), replier) for t in ("first", "second", "third")]
+    gate.set()
+    await asyncio.gather(*futures)
+    assert seen == ["first", "second", "third"]
+
+
+async def test_conversations_run_concurrently():
+    d = make()
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def wait_for_release(ctx: Context) -> None:
+        started.append(ctx.message.key.chat_id)
+        await release.wait()
+
+    d.add_route(Route(1, "block", lambda ctx: True, wait_for_release))
+    replier = RecordingReplier()
+    futures = [await d.submit(message("hi", chat=c), replier) for c in ("a", "b")]
+    while len(started) < 2:  # both chats are inside their handler at the same time
+        await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(*futures)
+    assert sorted(started) == ["a", "b"]
+
+
+async def test_full_lane_answers_busy_instead_of_dropping_silently():
+    d = make(lane_depth=1)
+    release = asyncio.Event()
+
+    async def hold(ctx: Context) -> None:
+        await release.wait()
+
+    d.add_route(Route(1, "hold", lambda ctx: True, hold))
+    replier = RecordingReplier()
+    first = await d.submit(message("one"), replier)
+    await asyncio.sleep(0)  # the worker takes "one"; the lane is empty again
+    second = await d.submit(message("two"), replier)
+    third = await d.submit(message("three"), replier)
+    assert third is None and replier.messages == [BUSY]
+    release.set()
+    await asyncio.gather(first, second)
+
+
+async def test_group_messages_need_a_mention_unless_mode_all():
+    handled: list[str] = []
+
+    async def record(ctx: Context) -> None:
+        handled.append(ctx.message.text)
+
+    for mode, expected in (("mention", ["mentioned"]), ("all", ["plain", "mentioned"]), ("off", [])):
+        handled.clear()
+        d = make(mode=mode)
+        d.add_route(Route(1, "record", lambda ctx: True, record))
+        for text, mention in (("plain", False), ("mentioned", True)):
+            done = await d.submit(message(text, direct=False, mention=mention), RecordingReplier())
+            if done is not None:
+                await done
+        assert handled == expected, mode
+
+
+async def test_handler_error_gives_an_error_id_and_the_lane_keeps_serving():
+    d = make()
+
+    async def explode_once(ctx: Context) -> None:
+        if ctx.message.text == "boom":
+            raise RuntimeError("model fell over")
+        await ctx.replier.send("fine")
+
+    d.add_route(Route(1, "explode", lambda ctx: True, explode_once))
+    replier = RecordingReplier()
+    await asyncio.gather(*[await d.submit(message(t), replier) for t in ("boom", "again")])
+    assert replier.messages[0].startswith("Sorry, something went wrong") and "error id" in replier.messages[0]
+    assert replier.messages[1] == "fine"
+
+
+async def test_commands_refuse_with_the_level_needed():
+    registry = CommandRegistry()
+
+    @registry.add("secret wipe", Level.OWNER, "/secret wipe", "wipe")
+    async def wipe(ctx, args):
+        return "wiped"
+
+    d = make()
+    for user, admin, expected in (("pat", False, "/secret wipe needs owner level; you are user."),
+                                  ("helper", False, "/secret wipe needs owner level; you are admin."),
+                                  ("mod", True, "/secret wipe needs owner level; you are admin."),
+                                  ("boss", False, "wiped")):
+        m = message("/secret wipe", user=user, admin=admin)
+        ctx = Context(m, RecordingReplier(), d.access.level(m.author), app=None)
+        assert await registry.run(ctx, *m.command) == expected
+
+
+async def test_cancel_stops_a_running_turn_and_releases_waiting_senders():
+    d = make()
+    entered = asyncio.Event()
+
+    async def forever(ctx: Context) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    d.add_route(Route(1, "forever", lambda ctx: True, forever))
+    first = await d.submit(message("a"), RecordingReplier())
+    second = await d.submit(message("b"), RecordingReplier())
+    await entered.wait()
+    assert d.cancel(message("x").key)
+    await asyncio.wait_for(asyncio.gather(first, second), 1)
+    assert d.queued == 0

@@ -1,0 +1,105 @@
+"""The character library on real Qdrant Edge shards and the real MiniLM embedder."""
+
+from pathlib import Path
+
+import pytest
+
+from memory.characters import Character, CharacterError, Story, load_chatharuhi_folder
+from memory.db import Database
+from memory.library import Library
+from memory.store import EdgeStore
+from tests.conftest import DEMO
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def open_library(root: Path, embedder) -> Library:
+    return Library(Database(root / "db.sqlite3"), EdgeStore(root / "qdrant"), embedder, words, "words")
+
+
+def character(stories: list[str], cid: str = "kit") -> Character:
+    return Character(cid, cid.title(), "You are Kit.", tuple(Story(t, f"{i}.txt") for i, t in enumerate(stories)))
+
+
+def test_query_quoting_a_line_retrieves_its_scene(tmp_path, embedder):
+    lib = open_library(tmp_path, embedder)
+    lib.load(load_chatharuhi_folder(DEMO))
+    hits = lib.search("wren", "Why do you leave that light on all night?", k=3)
+    assert hits[0].story.source == "11_the_ghost_light.txt"
+    assert hits[0].story.tokens == words(hits[0].story.text)  # counted at ingest
+
+
+def test_reload_of_same_content_is_a_noop_and_changes_replace_the_old_version(tmp_path, embedder):
+    lib = open_library(tmp_path, embedder)
+    first = lib.load(character(["Kit:「the lighthouse keeper's log」", "Kit:「the storm」"]))
+    assert first.changed
+    again = lib.load(character(["Kit:「the lighthouse keeper's log」", "Kit:「the storm」"]))
+    assert not again.changed
+    lib.load(character(["Kit:「the harbour at dawn」"]))
+    loaded = lib.get("kit")
+    assert [s.text for s in loaded.stories] == ["Kit:「the harbour at dawn」"]
+    assert loaded.index.count() == 1
+    assert lib.store.names() == [f"kit-{loaded.version}"]  # the old index is gone
+
+
+def test_failed_load_leaves_the_previous_version_in_place(tmp_path, embedder, monkeypatch):
+    lib = open_library(tmp_path, embedder)
+    lib.load(character(["Kit:「original」"]))
+    before = lib.get("kit").version
+
+    def broken(texts, progress=False):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(lib.embedder, "encode", broken)
+    with pytest.raises(RuntimeError):
+        lib.load(character(["Kit:「replacement」"]))
+    monkeypatch.undo()
+    loaded = lib.get("kit")
+    assert loaded.version == before and loaded.stories[0].text == "Kit:「original」"
+    assert lib.search("kit", "original", 1)[0].story.text == "Kit:「original」"
+    assert lib.store.names() == [f"kit-{before}"]
+
+
+def test_library_survives_a_restart(tmp_path, embedder):
+    lib = open_library(tmp_path, embedder)
+    lib.load(character(["Kit:「the lighthouse」", "Kit:「the storm at sea」"]))
+    lib.close()
+    lib.db.close()
+    reopened = open_library(tmp_path, embedder)
+    assert reopened.search("kit", "storm", 1)[0].story.text == "Kit:「the storm at sea」"
+
+
+def test_a_long_story_is_found_by_a_line_past_the_embedder_window(tmp_path, embedder):
+    filler = [f"Kit:「Line {i}: the tide tables, the lamp oil, the logbook, the weather again.」" for i in range(60)]
+    needle = "Kit:「The violinist hid the emerald inside the grandfather clock.」"
+    long_story = "\n".join(filler + [needle])
+    assert sum(embedder.token_counts([long_story])) > embedder.max_tokens
+    others = [f"Kit:「Short scene {i} about gardening and tomatoes.」" for i in range(5)]
+    lib = open_library(tmp_path, embedder)
+    lib.load(character([long_story, *others]))
+    for hybrid in (False, True):  # the dense windows alone find it; hybrid too
+        hits = lib.search("kit", "Where did the violinist hide the emerald?", k=2, hybrid=hybrid)
+        assert hits[0].story.idx == 0, hybrid
+        assert len({h.story.idx for h in hits}) == len(hits)  # each story once
+
+
+def test_remove_and_unknown_names(tmp_path, embedder):
+    lib = open_library(tmp_path, embedder)
+    lib.load(character(["Kit:「x」"]))
+    assert lib.remove("kit") and not lib.remove("kit")
+    assert lib.store.names() == []
+    with pytest.raises(CharacterError, match="no character named 'kit'"):
+        lib.get("kit")
+
+
+def test_an_interrupted_load_leaves_no_stray_index(tmp_path, embedder):
+    lib = open_library(tmp_path, embedder)
+    lib.load(character(["Kit:「x」"]))
+    stray = lib.store.create("kit-deadbeef", embedder.dim)  # as if a load died before its swap
+    lib.store.commit("kit-deadbeef", stray)
+    lib.close()
+    lib.db.close()
+    reopened = open_library(tmp_path, embedder)
+    assert reopened.store.names() == [f"kit-{reopened.version_of('kit')}"]
