@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 from tqdm import tqdm
 
 from memory.characters import Character, CharacterError, Story
@@ -135,7 +136,7 @@ class Library:
         loaded = self.get(character_id)
         if k <= 0 or not loaded.stories:
             return []
-        q = SearchQuery(self.embedder.encode([query])[0], self.lexical.query(query) if hybrid else None)
+        q = SearchQuery(self.embedder.query(query), self.lexical.query(query) if hybrid else None)
         limit = min(4 * k, 4 * len(loaded.stories)) if loaded.windows else k
         seen: dict[int, float] = {}
         for story, score in loaded.index.search(q, limit):
@@ -144,9 +145,16 @@ class Library:
 
     # ----- writing -----------------------------------------------------------------------------
 
-    def load(self, character: Character, progress: bool = False) -> LoadResult:
-        """Embed and store a character's stories, then make this version current in one step."""
+    def load(self, character: Character, progress: bool = False, vectors: np.ndarray | None = None) -> LoadResult:
+        """Embed and store a character's stories, then make this version current in one step.
+
+        ``vectors`` (one unit row per story, from the configured embedder) are used instead of
+        embedding the whole stories again; windows of long stories are always embedded.
+        """
         started = time.perf_counter()
+        if vectors is not None and vectors.shape != (len(character.stories), self.embedder.dim):
+            raise CharacterError(f"{len(vectors)} stored vectors of size {vectors.shape[-1]} do not match "
+                                 f"{len(character.stories)} stories for a {self.embedder.dim}-d embedder")
         with self._write_lock:
             if self.version_of(character.id) == character.version:
                 return LoadResult(character, False, len(character.stories), 0, time.perf_counter() - started)
@@ -157,11 +165,9 @@ class Library:
                 bar = tqdm(total=len(texts), desc=f"loading {character.name}", unit="passage",
                            disable=not progress, leave=False)
                 for start in range(0, len(texts), BATCH):
-                    chunk = texts[start:start + BATCH]
-                    dense = self.embedder.encode(chunk)
-                    index.add([Passage(pid, story, vec, self.lexical.document(text))
-                               for (pid, story), vec, text in zip(owners[start:start + BATCH], dense, chunk)])
-                    bar.update(len(chunk))
+                    batch = list(zip(texts[start:start + BATCH], owners[start:start + BATCH]))
+                    index.add(self._embed(batch, vectors))
+                    bar.update(len(batch))
                 bar.close()
                 self.store.commit(name, index)
             except BaseException:
@@ -173,6 +179,13 @@ class Library:
             if old is not None:
                 self.store.drop(f"{character.id}-{old}")
             return LoadResult(character, True, len(character.stories), len(texts), time.perf_counter() - started)
+
+    def _embed(self, batch: list[tuple[str, tuple[str, int, bool]]], vectors: np.ndarray | None) -> list[Passage]:
+        """Passages for a batch: stored vectors for whole stories when given, the embedder otherwise."""
+        todo = [i for i, (_, (_, _, whole)) in enumerate(batch) if vectors is None or not whole]
+        fresh = dict(zip(todo, self.embedder.encode([batch[i][0] for i in todo]))) if todo else {}
+        return [Passage(pid, story, fresh[i] if i in fresh else vectors[story], self.lexical.document(text))
+                for i, (text, (pid, story, _)) in enumerate(batch)]
 
     def remove(self, character_id: str) -> bool:
         with self._write_lock:
@@ -187,14 +200,17 @@ class Library:
             self.store.drop(f"{character_id}-{version}")
             return True
 
-    def _passages(self, character: Character) -> tuple[list[str], list[tuple[str, int]]]:
-        """Every story whole, plus line windows of those too long for the embedder."""
+    def _passages(self, character: Character) -> tuple[list[str], list[tuple[str, int, bool]]]:
+        """Every story whole, plus line windows of those too long for the embedder.
+
+        Returns the texts and, for each, (point id, story index, whether it is the whole story).
+        """
         texts: list[str] = []
-        owners: list[tuple[str, int]] = []
+        owners: list[tuple[str, int, bool]] = []
         for idx, story in enumerate(character.stories):
             for w, text in enumerate([story.text, *self.embedder.windows(story.text)]):
                 texts.append(text)
-                owners.append((point_id(character.id, story.hash, w), idx))
+                owners.append((point_id(character.id, story.hash, w), idx, w == 0))
         return texts, owners
 
     def _swap(self, character: Character) -> None:

@@ -9,7 +9,9 @@ re-evaluated on the next turn.
 
 from __future__ import annotations
 
+import os
 import threading
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol
 
@@ -61,7 +63,8 @@ class LlamaCppLLM:
                 raise ModelFileError(f"{path}: not a GGUF model file")
         verified(path, sha256)
         try:
-            self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or None, seed=seed,
+            # llama-cpp-python defaults to half the cores; generation here is compute-bound, use them all.
+            self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), seed=seed,
                                verbose=False)
         except (ValueError, RuntimeError) as e:
             raise ModelFileError(f"{path}: llama.cpp could not load it (corrupt or unsupported GGUF: {e})") from None
@@ -79,6 +82,7 @@ class LlamaCppLLM:
                                              stop_token_ids=[eos])
         self._lock = threading.Lock()  # one llama.cpp context: one generation at a time
 
+    @lru_cache(maxsize=16384)  # prompts repeat the same persona, stories and history every turn
     def count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 

@@ -103,3 +103,15 @@ def test_an_interrupted_load_leaves_no_stray_index(tmp_path, embedder):
     lib.db.close()
     reopened = open_library(tmp_path, embedder)
     assert reopened.store.names() == [f"kit-{reopened.version_of('kit')}"]
+
+
+def test_stored_vectors_are_used_instead_of_embedding_again(tmp_path, embedder, monkeypatch):
+    texts = ["Kit:「the lighthouse keeper's log」", "Kit:「the storm at sea」"]
+    vectors = embedder.encode(texts)
+    lib = open_library(tmp_path, embedder)
+    monkeypatch.setattr(lib.embedder, "encode", lambda *a, **k: pytest.fail("re-embedded stored stories"))
+    lib.load(character(texts), vectors=vectors)
+    monkeypatch.undo()
+    assert lib.search("kit", "storm at sea", 1, hybrid=False)[0].story.idx == 1
+    with pytest.raises(CharacterError, match="do not match"):
+        lib.load(character(["Kit:「other」"]), vectors=vectors)
