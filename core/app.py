@@ -20,7 +20,7 @@ from memory.embedder import Embedder
 from memory.history import History
 from memory.library import Library
 from memory.settings import Settings
-from memory.store import EdgeStore, MemoryStore, ServerStore
+from memory.store import EdgeStore, MemoryStore, ServerStore, StoreError
 from models.files import ModelFileError
 from models.llm import LLM, load_llm
 
@@ -80,7 +80,7 @@ class Greenroom:
         name, args = ctx.message.command  # type: ignore[misc]
         try:
             answer = await self.commands.run(ctx, name, args)
-        except (CharacterError, ModelFileError) as e:
+        except (CharacterError, ModelFileError, StoreError) as e:
             answer = str(e)
         if answer:
             await ctx.say(answer)
@@ -88,7 +88,7 @@ class Greenroom:
     async def _chat(self, ctx: Context) -> None:
         try:
             await self.persona.reply(ctx)
-        except CharacterError as e:
+        except (CharacterError, StoreError) as e:
             await ctx.say(str(e))
 
     def ensure_default_character(self) -> None:

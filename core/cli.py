@@ -19,9 +19,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from core.config import ConfigError, load_config  # noqa: E402
 from memory.characters import CharacterError  # noqa: E402
 from memory.db import DataDirError  # noqa: E402
+from memory.store import StoreError  # noqa: E402
 from models.files import ModelFileError  # noqa: E402
 
-EXPECTED = (ConfigError, DataDirError, ModelFileError, CharacterError, ConnectionError)
+EXPECTED = (ConfigError, DataDirError, ModelFileError, CharacterError, StoreError, ConnectionError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -114,7 +115,7 @@ def _character(app, args: argparse.Namespace) -> int:
         row = next((r for r in app.library.summaries() if r["id"] == cid), None)
         if row is None:
             raise CharacterError(f"no character named '{cid}'")
-        c = app.library.get(cid).character
+        c, _ = app.library.character(cid)
         detail = {**row, "speaker_aliases": list(c.speaker_aliases), "greeting": c.greeting,
                   "settings": c.settings, "system_prompt": c.system_prompt}
         if args.json:

@@ -114,8 +114,21 @@ class Library:
         cached = self._loaded.get(character_id)
         if cached is not None and cached.version == version:
             return cached
-        row = self.db.execute("SELECT name, system_prompt, greeting, speaker_aliases, settings, source_format, "
-                              "tokenizer FROM characters WHERE id = ?", (character_id,))[0]
+        character, stories = self.character(character_id)
+        index = self.store.open(f"{character_id}-{version}")
+        if cached is not None:
+            cached.index.close()
+        loaded = Loaded(character, stories, index, version, windows=index.count() > len(stories))
+        self._loaded[character_id] = loaded
+        return loaded
+
+    def character(self, character_id: str) -> tuple[Character, list[StoredStory]]:
+        """A character and its stories from SQLite alone (no vector index is opened)."""
+        rows = self.db.execute("SELECT name, system_prompt, greeting, speaker_aliases, settings, source_format, "
+                               "tokenizer FROM characters WHERE id = ?", (character_id,))
+        if not rows:
+            raise CharacterError(f"no character named '{character_id}' (see /character list)")
+        row = rows[0]
         stories = [StoredStory(*r) for r in self.db.execute(
             "SELECT idx, source, text, tokens FROM stories WHERE character_id = ? ORDER BY idx", (character_id,))]
         if row[6] != self.tokenizer_id:  # the chat model changed since the load: recount once
@@ -124,12 +137,7 @@ class Library:
             id=character_id, name=row[0], system_prompt=row[1], greeting=row[2],
             speaker_aliases=tuple(json.loads(row[3])), settings=json.loads(row[4]), source_format=row[5],
             stories=tuple(Story(s.text, s.source) for s in stories))
-        index = self.store.open(f"{character_id}-{version}")
-        if cached is not None:
-            cached.index.close()
-        loaded = Loaded(character, stories, index, version, windows=index.count() > len(stories))
-        self._loaded[character_id] = loaded
-        return loaded
+        return character, stories
 
     def search(self, character_id: str, query: str, k: int, hybrid: bool = True) -> list[Retrieved]:
         """The k best stories for a query, each story once (its best window counts)."""

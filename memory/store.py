@@ -21,6 +21,10 @@ POINT_NAMESPACE = uuid.UUID("6f1c7a52-4d8e-4f0b-9d55-0c6b8a3e2f10")
 DENSE, LEXICAL = "dense", "bm25"
 
 
+class StoreError(Exception):
+    """The memory store cannot be used (reachable, but busy or refusing)."""
+
+
 def point_id(character_id: str, story_hash: str, window: int) -> str:
     """Deterministic point id: the same character and text always give the same id."""
     return str(uuid.uuid5(POINT_NAMESPACE, f"{character_id}:{story_hash}:{window}"))
@@ -138,7 +142,13 @@ class EdgeStore:
     def open(self, name: str) -> EdgeIndex:
         from qdrant_edge import EdgeShard
 
-        return EdgeIndex(EdgeShard.load(str(self.root / name)))
+        try:
+            return EdgeIndex(EdgeShard.load(str(self.root / name)))
+        except Exception as e:
+            if "WouldBlock" in str(e):
+                raise StoreError(f"{self.root / name} is open in another Greenroom process "
+                                 "(the embedded store serves one process: one bot per data folder)") from None
+            raise
 
     def drop(self, name: str) -> None:
         shutil.rmtree(self.root / name, ignore_errors=True)

@@ -115,3 +115,15 @@ def test_stored_vectors_are_used_instead_of_embedding_again(tmp_path, embedder, 
     assert lib.search("kit", "storm at sea", 1, hybrid=False)[0].story.idx == 1
     with pytest.raises(CharacterError, match="do not match"):
         lib.load(character(["Kit:「other」"]), vectors=vectors)
+
+
+def test_a_second_process_on_the_same_store_gets_a_clear_error(tmp_path, embedder):
+    from memory.store import StoreError
+
+    first = open_library(tmp_path, embedder)
+    first.load(character(["Kit:「x」"]))
+    first.get("kit")
+    second = open_library(tmp_path, embedder)
+    assert second.character("kit")[0].name == "Kit"  # reading the catalogue needs no index
+    with pytest.raises(StoreError, match="open in another Greenroom process"):
+        second.get("kit")
