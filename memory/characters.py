@@ -118,8 +118,11 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def load_chatharuhi_folder(folder: str | Path, name: str | None = None) -> Character:
-    """Load a ChatHaruhi character folder; files are read in sorted order (deterministic ingest)."""
+def load_chatharuhi_folder(folder: str | Path, name: str | None = None, default_name: str | None = None) -> Character:
+    """Load a ChatHaruhi character folder; files are read in sorted order (deterministic ingest).
+
+    The id comes from ``name``, else character.toml's name, else ``default_name``, else the folder.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise CharacterError(f"{folder}: not a folder (expected system_prompt.txt and texts/)")
@@ -135,10 +138,10 @@ def load_chatharuhi_folder(folder: str | Path, name: str | None = None) -> Chara
     if len(files) > MAX_STORIES:
         raise CharacterError(f"{folder}: {len(files)} stories is over the {MAX_STORIES} limit")
     meta = _read_meta(folder)
-    display = meta.get("display_name") or name or meta.get("name") or folder.name
+    display = meta.get("display_name") or name or meta.get("name") or default_name or folder.name
     stories = tuple(Story(read_text(p, MAX_STORY_BYTES, f"texts/{p.name}"), p.name) for p in files)
     return Character(
-        id=slug(name or meta.get("name") or folder.name),
+        id=slug(name or meta.get("name") or default_name or folder.name),
         name=str(display),
         system_prompt=read_text(prompt_path, MAX_PROMPT_BYTES, "system_prompt.txt"),
         stories=stories,

@@ -12,12 +12,12 @@ from models.files import resolve_model_path
 class Embedder:
     """Normalised sentence vectors, plus windows that let long stories be found by any line."""
 
-    def __init__(self, model: str, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(self, model: str, device: str = "cpu", batch_size: int = 64, name: str = "") -> None:
         from sentence_transformers import SentenceTransformer
 
         path = resolve_model_path(model)
         self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
-        self.name = path.name if path.name != "model" else path.parent.name
+        self.name = name or (path.name if path.name != "model" else path.parent.name)
         self.dim = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length)
         self.batch_size = batch_size

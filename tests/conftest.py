@@ -35,7 +35,7 @@ def embedder():
     from memory.embedder import Embedder
 
     c = EmbedderSection()
-    return Embedder(c.model, c.device, c.batch_size)
+    return Embedder(c.model, c.device, c.batch_size, c.name)
 
 
 @pytest.fixture(scope="session")

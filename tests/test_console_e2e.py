@@ -154,3 +154,17 @@ def test_ctrl_c_stops_a_reply_without_saving_it(config_file):
         [str(Path(sys.executable).parent / "greenroom"), "--config", str(config_file), "chat", "--json",
          "--message", "hello"], capture_output=True, check=True, cwd=ROOT).stdout.splitlines()]
     assert turn["history_turns"] == 0
+
+
+def test_export_then_import_round_trips_with_stored_vectors(capsys, config_file, tmp_path, monkeypatch):
+    cfg = ["--config", str(config_file)]
+    [before] = chat(capsys, config_file, "Why do you leave that light on at night?")
+    out = tmp_path / "wren.jsonl"
+    assert main(cfg + ["character", "export", "wren", str(out)]) == 0
+    assert "wrote 34 stories of wren" in capsys.readouterr().out
+    assert main(cfg + ["character", "load", str(out), "--name", "wren2"]) == 0
+    assert "reused the stored 'all_minilm_l6_v2' vectors" in capsys.readouterr().out
+    used, after = chat(capsys, config_file, "/character use wren2", "Why do you leave that light on at night?")
+    assert after["character"] == "wren2"
+    assert [s["text"] for s in after["stories"]] == [s["text"] for s in before["stories"]]
+    assert after["messages"][0] == before["messages"][0]  # the same prompt

@@ -56,3 +56,15 @@ def test_the_dense_only_channel_is_weak_on_chinese(haruhi):
     hybrid = sum(idx == lib.search("haruhi", quoted_line(s.text), k=1)[0].story.idx
                  for idx, s in enumerate(character.stories[:40]))
     assert hybrid > 2 * dense
+
+
+def test_haruhi_loads_the_same_from_a_zip(tmp_path):
+    from memory.importers import read_character
+    from tests.test_importers import zip_folder
+
+    folder = reference_data("chatharuhi/haruhi")
+    archive = zip_folder(folder, tmp_path / "haruhi.zip", "haruhi/")
+    zipped = read_character(archive, None, "all_minilm_l6_v2", 384).character
+    plain = load_chatharuhi_folder(folder)
+    assert zipped.stories == plain.stories and len(zipped.stories) == 172
+    assert zipped.system_prompt == plain.system_prompt and zipped.id == "haruhi"

@@ -57,4 +57,4 @@ def models():
     from models.llm import LlamaCppLLM
 
     e, m = EmbedderSection(), LlmSection()
-    return Embedder(e.model, e.device, e.batch_size), LlamaCppLLM(m.model, m.sha256, n_ctx=m.n_ctx)
+    return Embedder(e.model, e.device, e.batch_size, e.name), LlamaCppLLM(m.model, m.sha256, n_ctx=m.n_ctx)
