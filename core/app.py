@@ -6,15 +6,17 @@ Models load on first use, so `greenroom character list` does not wait for a lang
 from __future__ import annotations
 
 import logging
+import sys
 from functools import cached_property
 from pathlib import Path
 
+from core.audit import AuditLog
 from core.chat_commands import commands
 from core.commands import Access, Context
 from core.config import Config, secret
 from core.dispatch import Dispatcher, Route
 from core.persona import PersonaEngine
-from memory.characters import CharacterError, load_chatharuhi_folder
+from memory.characters import CharacterError
 from memory.chatharuhi_jsonl import column_name, write_jsonl
 from memory.db import Database, ensure_writable
 from memory.embedder import Embedder
@@ -41,6 +43,7 @@ class Greenroom:
         self.history = History(self.db)
         self.settings = Settings(self.db)
         self.commands = commands
+        self.audit = AuditLog(self.data_dir / "audit.log")
 
     @cached_property
     def store(self) -> MemoryStore:
@@ -71,7 +74,7 @@ class Greenroom:
     @cached_property
     def dispatcher(self) -> Dispatcher:
         c = self.config
-        dispatcher = Dispatcher(self, Access(frozenset(c.bot.owners), frozenset(c.bot.admins)),
+        dispatcher = Dispatcher(self, Access(frozenset(c.bot.owners), frozenset(c.bot.admins), self.settings),
                                 c.dispatch.lane_depth, c.dispatch.model_slots,
                                 chat_mode=lambda key: self.settings.get(key.chat, "mode") or "mention")
         dispatcher.add_route(Route(0, "commands", lambda ctx: ctx.message.command is not None, self._command))
@@ -80,8 +83,12 @@ class Greenroom:
 
     async def _command(self, ctx: Context) -> None:
         name, args = ctx.message.command  # type: ignore[misc]
+
+        def audit(cmd, rest: str, outcome: str) -> None:
+            self.audit.record(ctx.message, cmd.path, rest, outcome)
+
         try:
-            answer = await self.commands.run(ctx, name, args)
+            answer = await self.commands.run(ctx, name, args, audit)
         except (CharacterError, ModelFileError, StoreError) as e:
             answer = str(e)
         if answer:
@@ -96,7 +103,8 @@ class Greenroom:
     def load_character(self, path: str | Path, name: str | None = None, progress: bool = False) -> tuple[LoadResult, str]:
         """Read a character package in any supported format and load it (atomically)."""
         imported = read_character(path, name, column_name(self.embedder.name), self.embedder.dim)
-        result = self.library.load(imported.character, progress=progress, vectors=imported.vectors)
+        source = {"path": str(Path(path).expanduser().resolve()), "name": name}
+        result = self.library.load(imported.character, progress=progress, vectors=imported.vectors, source=source)
         return result, imported.note
 
     def export_character(self, character_id: str, out: Path) -> int:
@@ -116,7 +124,7 @@ class Greenroom:
             raise CharacterError(f"the default character '{cid}' is not loaded; load it with "
                                  f"`greenroom character load PATH --name {cid}`")
         log.info("loading the bundled character %s", cid)
-        self.library.load(load_chatharuhi_folder(folder), progress=True)
+        self.load_character(folder, progress=sys.stderr.isatty())
 
     def close(self) -> None:
         if "library" in self.__dict__:

@@ -39,7 +39,7 @@ async def character_load(ctx: Context, args: str) -> str:
             f"({note}). Use it here with /character use {character.id}")
 
 
-@commands.add("character list", Level.ADMIN, "/character list", "list the loaded characters")
+@commands.add("character list", Level.USER, "/character list", "list the loaded characters")
 async def character_list(ctx: Context, args: str) -> str:
     rows = ctx.app.library.summaries()
     if not rows:
@@ -58,7 +58,7 @@ async def character_use(ctx: Context, args: str) -> str:
     return f"This chat now talks to {loaded.character.name}."
 
 
-@commands.add("character info", Level.ADMIN, "/character info [NAME]", "show a character's details")
+@commands.add("character info", Level.USER, "/character info [NAME]", "show a character's details")
 async def character_info(ctx: Context, args: str) -> str:
     cid = slug(args) if args else ctx.app.persona.character_id(ctx.message.key)
     loaded = ctx.app.library.get(cid)
@@ -72,7 +72,7 @@ async def character_info(ctx: Context, args: str) -> str:
     return "\n".join(lines)
 
 
-@commands.add("character remove", Level.ADMIN, "/character remove NAME", "remove a character")
+@commands.add("character remove", Level.OWNER, "/character remove NAME", "remove a character")
 async def character_remove(ctx: Context, args: str) -> str:
     if not args:
         return "Usage: /character remove NAME"
@@ -120,3 +120,48 @@ async def status(ctx: Context, args: str) -> str:
     app = ctx.app
     return (f"character: {app.persona.character_id(ctx.message.key)}; model: {app.llm.name}; "
             f"queued messages: {app.dispatcher.queued}")
+
+
+@commands.add("character reload", Level.ADMIN, "/character reload NAME", "load a character again from where it came")
+async def character_reload(ctx: Context, args: str) -> str:
+    if not args:
+        return "Usage: /character reload NAME"
+    cid = slug(args)
+    source = ctx.app.library.source_of(cid)
+    if not source:
+        return f"{cid} was not loaded from a file I can read again; load it with /character load PATH."
+    result, note = await asyncio.to_thread(ctx.app.load_character, source["path"], source.get("name"))
+    if not result.changed:
+        return f"{result.character.name} is unchanged."
+    return f"Reloaded {result.character.name}: {result.stories} stories ({note})."
+
+
+@commands.add("mode", Level.ADMIN, "/mode mention|all|off", "when I answer in this group")
+async def mode(ctx: Context, args: str) -> str:
+    choices = {"mention": "I answer when mentioned or replied to.", "all": "I answer every message here.",
+               "off": "I stay quiet here (commands still work)."}
+    if args not in choices:
+        current = ctx.app.settings.get(ctx.message.key.chat, "mode") or "mention"
+        return f"Usage: /mode mention|all|off (now: {current})"
+    ctx.app.settings.set(ctx.message.key.chat, "mode", args)
+    return choices[args]
+
+
+def _acl(verdict: str):
+    async def run(ctx: Context, args: str) -> str:
+        kind, _, who = args.partition(" ")
+        key = ctx.message.key
+        if kind == "chat":
+            ref = f"{key.platform}:{who.strip()}" if who.strip() else key.chat
+        elif kind == "user" and who.strip():
+            ref = who.strip() if ":" in who else f"{key.platform}:{who.strip()}"
+        else:
+            return f"Usage: /{verdict} user ID | /{verdict} chat [ID]"
+        ctx.app.settings.set(f"acl:{kind}", ref, verdict)
+        return f"{kind.title()} {ref} is now {'allowed' if verdict == 'allow' else 'denied'}."
+    return run
+
+
+commands.add("allow", Level.ADMIN, "/allow user ID | /allow chat [ID]",
+             "serve only allowed users or chats")(_acl("allow"))
+commands.add("deny", Level.ADMIN, "/deny user ID | /deny chat [ID]", "ignore a user or chat")(_acl("deny"))

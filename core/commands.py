@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
 
 from core.events import Actor, Message
 from core.reply import Replier
+from memory.settings import Settings
 
 if TYPE_CHECKING:
     from core.app import Greenroom
@@ -27,10 +28,11 @@ class Level(IntEnum):
 
 @dataclass(frozen=True)
 class Access:
-    """Resolves a sender's level from the configured owners and admins and platform roles."""
+    """A sender's level (configured owners and admins, platform admins) and the allow/deny lists."""
 
     owners: frozenset[str]
     admins: frozenset[str]
+    lists: Settings | None = None
 
     def level(self, actor: Actor) -> Level:
         if actor.ref in self.owners:
@@ -38,6 +40,18 @@ class Access:
         if actor.ref in self.admins or actor.is_platform_admin:
             return Level.ADMIN
         return Level.USER
+
+    def admitted(self, message: Message) -> bool:
+        """Denied users and chats are ignored; once anything is allowed, only what is allowed is served.
+        Admins and owners always pass, so nobody can lock the admins out."""
+        if self.lists is None or self.level(message.author) >= Level.ADMIN:
+            return True
+        return self._admits("user", message.author.ref) and self._admits("chat", message.key.chat)
+
+    def _admits(self, kind: str, ref: str) -> bool:
+        entries = self.lists.scope(f"acl:{kind}")
+        verdict = entries.get(ref)
+        return verdict == "allow" or (verdict is None and "allow" not in entries.values())
 
 
 @dataclass
@@ -98,7 +112,9 @@ class CommandRegistry:
     def visible_to(self, level: Level) -> Iterable[Command]:
         return (c for c in self._commands.values() if c.level <= level)
 
-    async def run(self, ctx: Context, name: str, args: str) -> str | None:
+    async def run(self, ctx: Context, name: str, args: str,
+                  audit: Callable[[Command, str, str], None] | None = None) -> str | None:
+        """Run a command if the caller's level allows; ``audit`` sees every admin-level command run."""
         found = self.resolve(name, args)
         if found is None:
             subs = self.group(name)
@@ -109,4 +125,7 @@ class CommandRegistry:
         cmd, rest = found
         if ctx.level < cmd.level:
             return f"/{cmd.path} needs {cmd.level.label} level; you are {ctx.level.label}."
-        return await cmd.run(ctx, rest)
+        answer = await cmd.run(ctx, rest)
+        if audit is not None and cmd.level >= Level.ADMIN:
+            audit(cmd, rest, answer or "")
+        return answer

@@ -82,7 +82,7 @@ class Dispatcher:
 
         Returns None when the message is not for the bot or was answered "busy".
         """
-        if message.author.is_bot or not self.triggered(message):
+        if message.author.is_bot or not self.access.admitted(message) or not self.triggered(message):
             return None
         if self.closing:
             await replier.send(CLOSING)

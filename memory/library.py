@@ -29,7 +29,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS characters (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, system_prompt TEXT NOT NULL, greeting TEXT NOT NULL,
     speaker_aliases TEXT NOT NULL, settings TEXT NOT NULL, source_format TEXT NOT NULL,
-    version TEXT NOT NULL, embedder TEXT NOT NULL, tokenizer TEXT NOT NULL, loaded_at REAL NOT NULL);
+    version TEXT NOT NULL, embedder TEXT NOT NULL, tokenizer TEXT NOT NULL, loaded_at REAL NOT NULL,
+    source TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS stories (
     character_id TEXT NOT NULL REFERENCES characters(id) ON DELETE CASCADE, idx INTEGER NOT NULL,
     source TEXT NOT NULL, text TEXT NOT NULL, tokens INTEGER NOT NULL, PRIMARY KEY (character_id, idx));
@@ -87,6 +88,9 @@ class Library:
         with db.transaction() as conn:
             for statement in filter(str.strip, SCHEMA.split(";")):
                 conn.execute(statement)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(characters)")}
+            if "source" not in columns:  # a data folder from before /character reload existed
+                conn.execute("ALTER TABLE characters ADD COLUMN source TEXT NOT NULL DEFAULT '{}'")
         self._drop_orphans()
 
     # ----- reading -----------------------------------------------------------------------------
@@ -153,7 +157,13 @@ class Library:
 
     # ----- writing -----------------------------------------------------------------------------
 
-    def load(self, character: Character, progress: bool = False, vectors: np.ndarray | None = None) -> LoadResult:
+    def source_of(self, character_id: str) -> dict:
+        """Where a character was loaded from ({"path", "name"}), for /character reload."""
+        rows = self.db.execute("SELECT source FROM characters WHERE id = ?", (character_id,))
+        return json.loads(rows[0][0]) if rows else {}
+
+    def load(self, character: Character, progress: bool = False, vectors: np.ndarray | None = None,
+             source: dict | None = None) -> LoadResult:
         """Embed and store a character's stories, then make this version current in one step.
 
         ``vectors`` (one unit row per story, from the configured embedder) are used instead of
@@ -183,7 +193,7 @@ class Library:
                 self.store.drop(name)
                 raise
             old = self.version_of(character.id)
-            self._swap(character)
+            self._swap(character, source or {})
             if old is not None:
                 self.store.drop(f"{character.id}-{old}")
             return LoadResult(character, True, len(character.stories), len(texts), time.perf_counter() - started)
@@ -221,16 +231,16 @@ class Library:
                 owners.append((point_id(character.id, story.hash, w), idx, w == 0))
         return texts, owners
 
-    def _swap(self, character: Character) -> None:
+    def _swap(self, character: Character, source: dict) -> None:
         rows = [(character.id, i, s.source, s.text, self.count_tokens(s.text))
                 for i, s in enumerate(character.stories)]
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM characters WHERE id = ?", (character.id,))
-            conn.execute("INSERT INTO characters VALUES (?,?,?,?,?,?,?,?,?,?,?)", (
+            conn.execute("INSERT INTO characters VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
                 character.id, character.name, character.system_prompt, character.greeting,
                 json.dumps(list(character.speaker_aliases), ensure_ascii=False),
                 json.dumps(character.settings), character.source_format, character.version,
-                self.embedder.name, self.tokenizer_id, time.time()))
+                self.embedder.name, self.tokenizer_id, time.time(), json.dumps(source, ensure_ascii=False)))
             conn.executemany("INSERT INTO stories VALUES (?,?,?,?,?)", rows)
 
     def _recount(self, character_id: str, stories: list[StoredStory]) -> list[StoredStory]:

@@ -21,6 +21,10 @@ class Settings:
         self.db.execute("INSERT INTO settings VALUES (?,?,?) ON CONFLICT (scope, key) DO UPDATE SET value = "
                         "excluded.value", (scope, key, value))
 
+    def scope(self, scope: str) -> dict[str, str]:
+        """Every key and value in one scope."""
+        return dict(self.db.execute("SELECT key, value FROM settings WHERE scope = ?", (scope,)))
+
     def delete(self, scope: str, key: str) -> None:
         self.db.execute("DELETE FROM settings WHERE scope = ? AND key = ?", (scope, key))
 

@@ -62,12 +62,14 @@ def test_faithful_mode_and_iam(capsys, config_file, monkeypatch):
 
 
 def test_admin_commands_need_admin_level(capsys, config_file):
-    [refused] = chat(capsys, config_file, "/character list", user="alice")
-    assert refused["reply"] == "/character list needs admin level; you are user."
-    [listed] = chat(capsys, config_file, "/character list")
+    refused, listed = chat(capsys, config_file, "/character use wren", "/character list", user="alice")
+    assert refused["reply"] == "/character use needs admin level; you are user."
     assert "* wren: Wren Ashby" in listed["reply"]
     [helped] = chat(capsys, config_file, "/help", user="alice")
-    assert "/reset" in helped["reply"] and "/character" not in helped["reply"]
+    assert "/reset" in helped["reply"] and "/character list" in helped["reply"]
+    assert "/character use" not in helped["reply"] and "/mode" not in helped["reply"]
+    [owner_help] = chat(capsys, config_file, "/help")
+    assert "/character remove" in owner_help["reply"] and "/mode" in owner_help["reply"]
 
 
 def test_bad_input_in_chat_gets_specific_answers(capsys, config_file):
