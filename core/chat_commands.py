@@ -19,7 +19,7 @@ def _split(args: str) -> list[str]:
 
 
 @commands.add("character load", Level.ADMIN, "/character load PATH [--name NAME]",
-              "load or update a character (ChatHaruhi folder, .zip or .jsonl)")
+              "load or update a character (ChatHaruhi folder, .zip, .jsonl, or a card)")
 async def character_load(ctx: Context, args: str) -> str:
     words = _split(args)
     name = None

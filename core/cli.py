@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     character = sub.add_parser("character", parents=[common], help="manage characters")
     csub = character.add_subparsers(dest="action", required=True)
     load = csub.add_parser("load", parents=[common],
-                           help="load or update a character: ChatHaruhi folder, .zip of one, or role .jsonl")
+                           help="load or update a character: ChatHaruhi folder or .zip, role .jsonl, or card")
     load.add_argument("path")
     load.add_argument("--name", help="character name (default: from the folder)")
     listing = csub.add_parser("list", parents=[common], help="list loaded characters")

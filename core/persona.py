@@ -54,14 +54,14 @@ class PersonaEngine:
         """The user's name in the story: set with /iam, else their display name."""
         return self.settings.get(actor.ref, "iam") or actor.display_name
 
-    def greeting(self, key: ConversationKey) -> str | None:
+    def greeting(self, key: ConversationKey, user: str) -> str | None:
         """The character's greeting the first time this conversation meets it, else None."""
         loaded = self.library.get(self.character_id(key))
         marker = f"greeted:{loaded.character.id}"
         if not loaded.character.greeting or self.settings.get(str(key), marker):
             return None
         self.settings.set(str(key), marker, "1")
-        return loaded.character.greeting
+        return loaded.character.greeting.replace("{{user}}", user)
 
     # ----- one turn ----------------------------------------------------------------------------
 
@@ -75,17 +75,19 @@ class PersonaEngine:
         query = query_string(role, text)
         hits = self.library.search(character.id, query if mode == "haruhi2" else text, settings["k"],
                                    hybrid=settings["retrieval"] == "hybrid")
-        ranked = [StoryRef(h.story.source, h.story.text, h.story.tokens, round(h.score, 4)) for h in hits]
+        ranked = [StoryRef(h.story.source, h.story.text.replace("{{user}}", role), h.story.tokens, round(h.score, 4))
+                  for h in hits]
+        system_prompt = character.system_prompt.replace("{{user}}", role)  # cards name the user so
         past = [PastTurn(t.speaker, t.user_text, t.reply, t.reply_raw)
                 for t in self.history.recent(str(message.key), character.id, HISTORY_WINDOW)]
         budgets = Budgets(settings["story_budget"], settings["history_budget"], self.llm.n_ctx,
                           self.config.max_reply_tokens)
         count = self.llm.count_tokens
         if mode == "haruhi2":
-            prompt = build_haruhi2(character.system_prompt, ranked, past, role, text, budgets, count,
+            prompt = build_haruhi2(system_prompt, ranked, past, role, text, budgets, count,
                                    has_stories=bool(loaded.stories))
         else:
-            prompt = build_chat(character.system_prompt, ranked, past, role, text, budgets, count,
+            prompt = build_chat(system_prompt, ranked, past, role, text, budgets, count,
                                 group=not message.is_direct)
         prompt.stop.extend(settings["stop"])
         return PreparedTurn(loaded, role, text, prompt, mode)
@@ -99,7 +101,7 @@ class PersonaEngine:
         if len(text) > limit:
             await replier.send(f"(Your message is {len(text)} characters; I read only the first {limit}.)")
             text = text[:limit]
-        if (greeting := self.greeting(message.key)) is not None:
+        if (greeting := self.greeting(message.key, self.role_name(message.author))) is not None:
             await replier.send(greeting)
         turn = await asyncio.to_thread(self.prepare, message, text)
         sampling = Sampling(max_tokens=self.config.max_reply_tokens, temperature=self.config.temperature,

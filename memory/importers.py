@@ -1,4 +1,4 @@
-"""Reading a character from whatever a user has: a ChatHaruhi folder, a .zip of one, a role .jsonl."""
+"""Reading a character from whatever a user has: a ChatHaruhi folder or .zip, a role .jsonl, a card."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from memory.archives import extract_zip
+from memory.cards import card_to_character, read_card_file
 from memory.characters import Character, CharacterError, load_chatharuhi_folder
 from memory.chatharuhi_jsonl import read_jsonl
 
-FORMATS = "a ChatHaruhi folder, a .zip of one, or a ChatHaruhi role .jsonl"
+FORMATS = ("a ChatHaruhi folder, a .zip of one, a ChatHaruhi role .jsonl, or a Character Card "
+           "(.json, .png, .charx)")
 
 
 @dataclass(frozen=True)
@@ -48,4 +50,7 @@ def read_character(path: str | Path, name: str | None, column: str, dim: int) ->
     if suffix == ".jsonl":
         character, vectors, note = read_jsonl(path, name, column, dim)
         return Imported(character, vectors, note)
+    if suffix in (".json", ".png", ".apng", ".charx"):
+        character, note = card_to_character(read_card_file(path), path.name, name)
+        return Imported(character, None, note)
     raise CharacterError(f"{path.name}: unsupported format; expected {FORMATS}")

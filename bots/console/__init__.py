@@ -111,7 +111,7 @@ class Console:
 
         loop.add_signal_handler(signal.SIGINT, interrupt)
         try:
-            greeting = self.app.persona.greeting(self.key)
+            greeting = self.app.persona.greeting(self.key, self.app.persona.role_name(self.author))
             if greeting:
                 self.out.write(f"{greeting}\n")
             self.out.write("(Type a message; /help lists commands; Ctrl-D or Ctrl-C quits.)\n")

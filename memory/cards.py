@@ -1,0 +1,144 @@
+"""Character Cards V1/V2/V3 (SillyTavern and friends): JSON, PNG/APNG with the card in a tEXt
+chunk (`chara` base64 JSON; `ccv3` wins when both exist), and CHARX (zip with `card.json`).
+
+Mapping: description, personality and scenario (or the card's own system_prompt, with
+``{{original}}`` standing for the default) make the persona; `mes_example` split on `<START>`
+gives the stories; `first_mes` is the greeting. `{{char}}` and `<BOT>` become the name at load;
+`<USER>` becomes `{{user}}`, which the prompt fills with the user's name each turn.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+from memory.archives import extract_zip
+from memory.characters import Character, CharacterError, Story, slug
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_CARD_BYTES = 20 * 1024 * 1024
+MAX_CHUNK_BYTES = 16 * 1024 * 1024
+DEFAULT_PROMPT = ("You are {{char}}. Stay in character and answer as {{char}} would, in {{char}}'s voice.\n\n"
+                  "{description}\n\nPersonality: {personality}\n\nScenario: {scenario}")
+UNUSED = ("character_book", "post_history_instructions", "alternate_greetings")
+
+
+def png_text_chunks(data: bytes, where: str) -> dict[str, str]:
+    """The tEXt chunks of a PNG (keyword -> text), every length checked against the file."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise CharacterError(f"{where}: not a PNG file")
+    chunks: dict[str, str] = {}
+    pos = len(PNG_SIGNATURE)
+    while pos < len(data):
+        if pos + 8 > len(data):
+            raise CharacterError(f"{where}: truncated PNG (chunk header at byte {pos})")
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if length > MAX_CHUNK_BYTES or pos + 12 + length > len(data):
+            raise CharacterError(f"{where}: truncated or corrupt PNG (chunk {kind!r} at byte {pos})")
+        body = data[pos + 8:pos + 8 + length]
+        if struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0] != zlib.crc32(kind + body):
+            raise CharacterError(f"{where}: corrupt PNG (bad checksum in chunk {kind!r})")
+        if kind == b"tEXt" and b"\0" in body:
+            key, _, text = body.partition(b"\0")
+            chunks[key.decode("latin-1")] = text.decode("latin-1")
+        if kind == b"IEND":
+            break
+        pos += 12 + length
+    return chunks
+
+
+def _card_from_png(data: bytes, where: str) -> dict[str, Any]:
+    chunks = png_text_chunks(data, where)
+    key = "ccv3" if "ccv3" in chunks else "chara" if "chara" in chunks else None
+    if key is None:
+        raise CharacterError(f"{where}: the PNG carries no character card (no 'chara' or 'ccv3' tEXt chunk)")
+    try:
+        return _parse_json(base64.b64decode(chunks[key], validate=True), f"{where} ({key} chunk)")
+    except (binascii.Error, ValueError):
+        raise CharacterError(f"{where}: the '{key}' chunk is not base64") from None
+
+
+def _parse_json(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        card = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise CharacterError(f"{where}: not valid UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise CharacterError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(card, dict):
+        raise CharacterError(f"{where}: a card must be a JSON object")
+    return card
+
+
+def read_card_file(path: Path) -> dict[str, Any]:
+    """The raw card JSON from a .json, .png/.apng or .charx file."""
+    where = path.name
+    if path.stat().st_size > MAX_CARD_BYTES and path.suffix.lower() != ".charx":
+        raise CharacterError(f"{where}: over the {MAX_CARD_BYTES}-byte limit")
+    suffix = path.suffix.lower()
+    if suffix in (".png", ".apng"):
+        return _card_from_png(path.read_bytes(), where)
+    if suffix == ".charx":
+        with tempfile.TemporaryDirectory(prefix="greenroom-charx-") as tmp:
+            card = extract_zip(path, Path(tmp)) / "card.json"
+            if not card.is_file():
+                raise CharacterError(f"{where}: no card.json at the top of the archive")
+            return _parse_json(card.read_bytes(), f"{where} card.json")
+    return _parse_json(path.read_bytes(), where)
+
+
+def _fields(card: dict[str, Any], where: str) -> tuple[dict[str, Any], str]:
+    """The card's data fields and its spec name (V1 cards keep fields at the top)."""
+    spec = card.get("spec")
+    if spec in ("chara_card_v2", "chara_card_v3"):
+        data = card.get("data")
+        if not isinstance(data, dict):
+            raise CharacterError(f"{where}: '{spec}' card without a 'data' object")
+        return data, spec
+    if spec is not None:
+        raise CharacterError(f"{where}: unknown card spec '{spec}'")
+    return card, "chara_card_v1"
+
+
+def _text(data: dict[str, Any], key: str, where: str) -> str:
+    value = data.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise CharacterError(f"{where}: field '{key}' must be text")
+    return value.strip()
+
+
+def card_to_character(card: dict[str, Any], where: str, name: str | None = None) -> tuple[Character, str]:
+    """Map a card to a character; the second value says what the load did not use yet."""
+    data, spec = _fields(card, where)
+    char = _text(data, "nickname", where) or _text(data, "name", where)
+    if not char:
+        raise CharacterError(f"{where}: the card has no 'name'")
+
+    def fill(text: str) -> str:
+        text = re.sub(r"\{\{char\}\}|<BOT>", lambda _: char, text, flags=re.I)
+        return re.sub(r"<USER>", "{{user}}", text, flags=re.I)
+
+    default = DEFAULT_PROMPT.format(description=_text(data, "description", where),
+                                    personality=_text(data, "personality", where),
+                                    scenario=_text(data, "scenario", where))
+    own = _text(data, "system_prompt", where)
+    prompt = own.replace("{{original}}", default) if own else default
+    examples = [e.strip() for e in re.split(r"^\s*<START>\s*$", _text(data, "mes_example", where), flags=re.M | re.I)]
+    stories = tuple(Story(fill(e), f"example-{i}") for i, e in enumerate(filter(None, examples), 1))
+    character = Character(id=slug(name or _text(data, "name", where)), name=char, system_prompt=fill(prompt),
+                          stories=stories, greeting=fill(_text(data, "first_mes", where)),
+                          speaker_aliases=(char,), source_format=spec.replace("_", "-"))
+    unused = [k for k in UNUSED if data.get(k)]
+    note = f"read a {spec.replace('_', ' ')}"
+    if unused:
+        note += f"; not used yet: {', '.join(unused)}"
+    return character, note

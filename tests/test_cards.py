@@ -1,0 +1,125 @@
+"""Character Cards V1/V2/V3 as JSON, PNG (made here, byte by byte) and CHARX."""
+
+import base64
+import json
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+
+from memory.cards import card_to_character, png_text_chunks, read_card_file
+from memory.characters import CharacterError
+from memory.importers import read_character
+
+V2 = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {
+    "name": "Captain Mira", "description": "{{char}} commands the airship Kestrel.",
+    "personality": "calm, wry", "scenario": "{{user}} has just come aboard.",
+    "first_mes": "Welcome aboard, {{user}}. Mind the rigging.",
+    "mes_example": "<START>\n{{user}}: Where are we headed?\n{{char}}: North, past the storm wall.\n"
+                   "<START>\n<USER>: Is it safe?\n<BOT>: Nothing worth doing is.",
+    "creator_notes": "never in prompts", "system_prompt": "", "post_history_instructions": "",
+    "alternate_greetings": [], "tags": ["sky"], "creator": "greenroom tests", "character_version": "1",
+    "extensions": {"custom": {"keep": True}}}}
+
+
+def chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_with(text_chunks: dict[str, dict]) -> bytes:
+    """A real 1x1 PNG with the cards in tEXt chunks."""
+    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+    idat = chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00"))
+    texts = b"".join(chunk(b"tEXt", key.encode() + b"\0" + base64.b64encode(json.dumps(card).encode()))
+                     for key, card in text_chunks.items())
+    return b"\x89PNG\r\n\x1a\n" + ihdr + texts + idat + chunk(b"IEND", b"")
+
+
+def test_v2_json_card_maps_into_a_character(tmp_path):
+    path = tmp_path / "mira.json"
+    path.write_text(json.dumps(V2))
+    imported = read_character(path, None, "c", 384)
+    c = imported.character
+    assert (c.id, c.name, c.source_format) == ("captain-mira", "Captain Mira", "chara-card-v2")
+    assert "Captain Mira commands the airship Kestrel." in c.system_prompt
+    assert "Personality: calm, wry" in c.system_prompt and "{{user}} has just come aboard." in c.system_prompt
+    assert "never in prompts" not in c.system_prompt
+    assert [s.text for s in c.stories] == ["{{user}}: Where are we headed?\nCaptain Mira: North, past the storm wall.",
+                                           "{{user}}: Is it safe?\nCaptain Mira: Nothing worth doing is."]
+    assert c.greeting == "Welcome aboard, {{user}}. Mind the rigging."
+    assert imported.note == "read a chara card v2"
+
+
+def test_png_card_and_v3_chunk_wins(tmp_path):
+    v3 = {"spec": "chara_card_v3", "spec_version": "3.0", "data": {**V2["data"], "nickname": "Mira"}}
+    path = tmp_path / "mira.png"
+    path.write_bytes(png_with({"chara": V2, "ccv3": v3}))
+    assert set(png_text_chunks(path.read_bytes(), "x")) == {"chara", "ccv3"}
+    character, note = card_to_character(read_card_file(path), path.name)
+    assert character.name == "Mira" and character.source_format == "chara-card-v3"
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda b: b[:60], "truncated"),
+    (lambda b: b[:40] + b"X" + b[41:], "bad checksum"),
+    (lambda b: b"GIF89a" + b[6:], "not a PNG file"),
+    (lambda b: b[:33] + struct.pack(">I", 2**31) + b[37:], "truncated or corrupt PNG"),
+])
+def test_damaged_pngs_are_refused(tmp_path, damage, message):
+    path = tmp_path / "bad.png"
+    path.write_bytes(damage(png_with({"chara": V2})))
+    with pytest.raises(CharacterError, match=message):
+        read_card_file(path)
+
+
+def test_png_without_a_card(tmp_path):
+    path = tmp_path / "photo.png"
+    path.write_bytes(png_with({}))
+    with pytest.raises(CharacterError, match="carries no character card"):
+        read_card_file(path)
+
+
+def test_charx_and_v1_cards(tmp_path):
+    path = tmp_path / "mira.charx"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("card.json", json.dumps(V2))
+        z.writestr("assets/icon/main.png", png_with({}))
+    assert card_to_character(read_card_file(path), "x")[0].name == "Captain Mira"
+    v1 = {"name": "Old Tom", "description": "A ferryman.", "personality": "", "scenario": "",
+          "first_mes": "Fare, please.", "mes_example": ""}
+    character, note = card_to_character(v1, "tom.json")
+    assert character.source_format == "chara-card-v1" and character.stories == () and note == "read a chara card v1"
+
+
+@pytest.mark.parametrize("card,message", [
+    ({"spec": "chara_card_v2"}, "without a 'data' object"),
+    ({"spec": "chara_card_v9", "data": {}}, "unknown card spec"),
+    ({"spec": "chara_card_v2", "data": {"description": "no name"}}, "has no 'name'"),
+    ({"spec": "chara_card_v2", "data": {"name": "X", "description": ["a list"]}}, "field 'description' must be text"),
+])
+def test_malformed_cards_name_the_problem(card, message):
+    with pytest.raises(CharacterError, match=message):
+        card_to_character(card, "card.json")
+
+
+def test_unused_card_parts_are_reported(tmp_path):
+    card = {"spec": "chara_card_v2", "data": {**V2["data"], "post_history_instructions": "Stay brief.",
+                                             "character_book": {"entries": [{"keys": ["storm"], "content": "x"}]}}}
+    assert card_to_character(card, "x")[1] == ("read a chara card v2; not used yet: character_book, "
+                                               "post_history_instructions")
+
+
+async def test_a_card_character_chats_with_the_users_name_filled_in(app, tmp_path):
+    from tests.test_admin import say
+
+    path = tmp_path / "mira.json"
+    path.write_text(json.dumps(V2))
+    await say(app, f"/character load {path}", user="local")
+    await say(app, "/character use captain-mira", user="local")
+    await say(app, "/iam Rook", user="local")
+    replier = await say(app, "Where are we headed?", user="local")
+    assert replier.messages[0] == "Welcome aboard, Rook. Mind the rigging."  # the card's greeting speaks first
+    system = replier.traces[0]["messages"][0]["content"]
+    assert "Rook has just come aboard." in system and "{{user}}" not in system
