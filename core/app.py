@@ -5,6 +5,7 @@ Models load on first use, so `greenroom character list` does not wait for a lang
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from functools import cached_property
@@ -16,6 +17,7 @@ from core.commands import Access, Context
 from core.config import Config, secret
 from core.dispatch import Dispatcher, Route
 from core.persona import PersonaEngine
+from memory.cards import character_to_card
 from memory.characters import CharacterError
 from memory.chatharuhi_jsonl import column_name, write_jsonl
 from memory.db import Database, ensure_writable
@@ -107,11 +109,15 @@ class Greenroom:
         result = self.library.load(imported.character, progress=progress, vectors=imported.vectors, source=source)
         return result, imported.note
 
-    def export_character(self, character_id: str, out: Path) -> int:
-        """Write a character as a ChatHaruhi role jsonl with this embedder's vectors; returns the story count."""
+    def export_character(self, character_id: str, out: Path, format: str) -> int:
+        """Write a character as a V2 card (JSON) or a ChatHaruhi role jsonl with this embedder's
+        vectors; returns the story count."""
         character, _ = self.library.character(character_id)
-        vectors = self.embedder.encode([s.text for s in character.stories])
-        write_jsonl(character, vectors, column_name(self.embedder.name), out)
+        if format == "card-v2":
+            out.write_text(json.dumps(character_to_card(character), ensure_ascii=False, indent=2), encoding="utf-8")
+        else:
+            vectors = self.embedder.encode([s.text for s in character.stories])
+            write_jsonl(character, vectors, column_name(self.embedder.name), out)
         return len(character.stories)
 
     def ensure_default_character(self) -> None:

@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     export = csub.add_parser("export", parents=[common], help="write a character in a format other tools read")
     export.add_argument("name")
     export.add_argument("out", help="output file")
-    export.add_argument("--format", choices=["chatharuhi-jsonl"], default="chatharuhi-jsonl")
+    export.add_argument("--format", choices=["card-v2", "chatharuhi-jsonl"], required=True)
     remove = csub.add_parser("remove", parents=[common], help="remove a character")
     remove.add_argument("name")
     return parser
@@ -130,7 +130,7 @@ def _character(app, args: argparse.Namespace) -> int:
             for key, value in detail.items():
                 print(f"{key}: {value}")
     elif args.action == "export":
-        count = app.export_character(slug(args.name), Path(args.out))
+        count = app.export_character(slug(args.name), Path(args.out), args.format)
         print(f"wrote {count} stories of {slug(args.name)} to {args.out} ({args.format})")
     elif args.action == "remove":
         if not app.library.remove(slug(args.name)):

@@ -7,11 +7,13 @@ model's reply to the chat, post-process it, and store the turn in history.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 from core.commands import Context
 from core.config import PersonaSection, persona_settings
+from core.lore import select_lore
 from core.events import Actor, ConversationKey, Message
 from core.prompt import (Budgets, PastTurn, Prompt, StoryRef, build_chat, build_haruhi2, query_string,
                          response_postprocess, strip_wrapper)
@@ -61,7 +63,8 @@ class PersonaEngine:
         if not loaded.character.greeting or self.settings.get(str(key), marker):
             return None
         self.settings.set(str(key), marker, "1")
-        return loaded.character.greeting.replace("{{user}}", user)
+        options = [loaded.character.greeting, *loaded.character.extra.get("alternate_greetings", [])]
+        return options[zlib.crc32(str(key).encode()) % len(options)].replace("{{user}}", user)
 
     # ----- one turn ----------------------------------------------------------------------------
 
@@ -77,18 +80,25 @@ class PersonaEngine:
                                    hybrid=settings["retrieval"] == "hybrid")
         ranked = [StoryRef(h.story.source, h.story.text.replace("{{user}}", role), h.story.tokens, round(h.score, 4))
                   for h in hits]
-        system_prompt = character.system_prompt.replace("{{user}}", role)  # cards name the user so
         past = [PastTurn(t.speaker, t.user_text, t.reply, t.reply_raw)
                 for t in self.history.recent(str(message.key), character.id, HISTORY_WINDOW)]
+        count = self.llm.count_tokens
+        before, after = select_lore(character.extra.get("book", {}),
+                                    [x for t in past for x in (t.user_text, t.reply)] + [text], count)
+        system_prompt = "\n\n".join(filter(None, (before, character.system_prompt, after))).replace("{{user}}", role)
         budgets = Budgets(settings["story_budget"], settings["history_budget"], self.llm.n_ctx,
                           self.config.max_reply_tokens)
-        count = self.llm.count_tokens
         if mode == "haruhi2":
             prompt = build_haruhi2(system_prompt, ranked, past, role, text, budgets, count,
                                    has_stories=bool(loaded.stories))
         else:
             prompt = build_chat(system_prompt, ranked, past, role, text, budgets, count,
                                 group=not message.is_direct)
+        if post := character.extra.get("post_history", "").replace("{{user}}", role):
+            if mode == "chat":  # keep strict alternation: the instruction rides on the last user turn
+                prompt.messages[-1] = {"role": "user", "content": f"{prompt.messages[-1]['content']}\n\n{post}"}
+            else:
+                prompt.messages.insert(len(prompt.messages) - 1, {"role": "system", "content": post})
         prompt.stop.extend(settings["stop"])
         return PreparedTurn(loaded, role, text, prompt, mode)
 

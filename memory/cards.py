@@ -3,7 +3,8 @@ chunk (`chara` base64 JSON; `ccv3` wins when both exist), and CHARX (zip with `c
 
 Mapping: description, personality and scenario (or the card's own system_prompt, with
 ``{{original}}`` standing for the default) make the persona; `mes_example` split on `<START>`
-gives the stories; `first_mes` is the greeting. `{{char}}` and `<BOT>` become the name at load;
+gives the stories; `first_mes` and `alternate_greetings` are the greetings; `post_history_instructions` follows the
+history; `character_book` entries are keyword-triggered lore (`core.lore`). `{{char}}` and `<BOT>` become the name at load;
 `<USER>` becomes `{{user}}`, which the prompt fills with the user's name each turn.
 """
 
@@ -27,7 +28,8 @@ MAX_CARD_BYTES = 20 * 1024 * 1024
 MAX_CHUNK_BYTES = 16 * 1024 * 1024
 DEFAULT_PROMPT = ("You are {{char}}. Stay in character and answer as {{char}} would, in {{char}}'s voice.\n\n"
                   "{description}\n\nPersonality: {personality}\n\nScenario: {scenario}")
-UNUSED = ("character_book", "post_history_instructions", "alternate_greetings")
+BOOK_KEYS = ("keys", "secondary_keys", "content", "enabled", "insertion_order", "case_sensitive", "constant",
+             "selective", "position", "name", "priority", "id", "comment")
 
 
 def png_text_chunks(data: bytes, where: str) -> dict[str, str]:
@@ -134,11 +136,51 @@ def card_to_character(card: dict[str, Any], where: str, name: str | None = None)
     prompt = own.replace("{{original}}", default) if own else default
     examples = [e.strip() for e in re.split(r"^\s*<START>\s*$", _text(data, "mes_example", where), flags=re.M | re.I)]
     stories = tuple(Story(fill(e), f"example-{i}") for i, e in enumerate(filter(None, examples), 1))
-    character = Character(id=slug(name or _text(data, "name", where)), name=char, system_prompt=fill(prompt),
-                          stories=stories, greeting=fill(_text(data, "first_mes", where)),
-                          speaker_aliases=(char,), source_format=spec.replace("_", "-"))
-    unused = [k for k in UNUSED if data.get(k)]
-    note = f"read a {spec.replace('_', ' ')}"
-    if unused:
-        note += f"; not used yet: {', '.join(unused)}"
-    return character, note
+    greetings = data.get("alternate_greetings") or []
+    if not isinstance(greetings, list) or not all(isinstance(g, str) for g in greetings):
+        raise CharacterError(f"{where}: 'alternate_greetings' must be a list of texts")
+    post = _text(data, "post_history_instructions", where).replace("{{original}}", "")
+    extra = {"alternate_greetings": [fill(g) for g in greetings if g.strip()], "post_history": fill(post),
+             "book": _book(data.get("character_book"), fill, where), "card": card}
+    ours = (data.get("extensions") or {}).get("greenroom") or {}  # written by character_to_card
+    character = Character(id=slug(name or ours.get("id") or _text(data, "name", where)), name=char,
+                          system_prompt=fill(prompt), stories=stories, greeting=fill(_text(data, "first_mes", where)),
+                          speaker_aliases=tuple(ours.get("speaker_aliases") or (char,)),
+                          settings=dict(ours.get("settings") or {}), source_format=spec.replace("_", "-"),
+                          extra=extra)
+    lore = len(extra["book"].get("entries", []))
+    return character, f"read a {spec.replace('_', ' ')}" + (f" with {lore} lore entries" if lore else "")
+
+
+def _book(book: Any, fill, where: str) -> dict[str, Any]:
+    """The card's lorebook, checked and with names filled in."""
+    if not book:
+        return {}
+    if not isinstance(book, dict) or not isinstance(book.get("entries", []), list):
+        raise CharacterError(f"{where}: 'character_book' must be an object with an 'entries' list")
+    entries = []
+    for i, entry in enumerate(book.get("entries", [])):
+        if not isinstance(entry, dict) or not isinstance(entry.get("keys", []), list) \
+                or not isinstance(entry.get("content", ""), str):
+            raise CharacterError(f"{where}: character_book entry {i} needs 'keys' (a list) and 'content' (text)")
+        kept = {k: entry[k] for k in BOOK_KEYS if k in entry}
+        kept["content"] = fill(kept.get("content", ""))
+        entries.append(kept)
+    return {"scan_depth": book.get("scan_depth"), "token_budget": book.get("token_budget"), "entries": entries}
+
+
+def character_to_card(character: Character) -> dict[str, Any]:
+    """A V2 card for any character: the original card when it came from one (extensions and all),
+    else one built so that loading it back gives the same prompt."""
+    if "card" in character.extra:
+        return character.extra["card"]
+    data = {
+        "name": character.name, "description": "", "personality": "", "scenario": "",
+        "first_mes": character.greeting, "mes_example": "\n".join(f"<START>\n{s.text}" for s in character.stories),
+        "creator_notes": f"Exported by Greenroom from a {character.source_format}.",
+        "system_prompt": character.system_prompt, "post_history_instructions": "", "alternate_greetings": [],
+        "tags": [], "creator": "", "character_version": character.version,
+        "extensions": {"greenroom": {"id": character.id, "speaker_aliases": list(character.speaker_aliases),
+                                     "settings": character.settings}},
+    }
+    return {"spec": "chara_card_v2", "spec_version": "2.0", "data": data}

@@ -8,6 +8,7 @@ the display name, speaker aliases, greeting and persona settings.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -49,13 +50,16 @@ class Character:
     speaker_aliases: tuple[str, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
     source_format: str = "chatharuhi-folder"
+    # Card extras: "alternate_greetings", "post_history", "book" (lorebook), "card" (the original, for export).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
         """A hash of everything that shapes prompts: equal versions mean a reload is a no-op."""
         h = hashlib.sha256()
         for part in (self.name, self.system_prompt, self.greeting, *self.speaker_aliases,
-                     repr(sorted(self.settings.items())), *(s.hash for s in self.stories)):
+                     repr(sorted(self.settings.items())), json.dumps(self.extra, sort_keys=True),
+                     *(s.hash for s in self.stories)):
             h.update(part.encode("utf-8") + b"\0")
         return h.hexdigest()[:16]
 

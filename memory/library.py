@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS characters (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, system_prompt TEXT NOT NULL, greeting TEXT NOT NULL,
     speaker_aliases TEXT NOT NULL, settings TEXT NOT NULL, source_format TEXT NOT NULL,
     version TEXT NOT NULL, embedder TEXT NOT NULL, tokenizer TEXT NOT NULL, loaded_at REAL NOT NULL,
-    source TEXT NOT NULL DEFAULT '{}');
+    source TEXT NOT NULL DEFAULT '{}', extra TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS stories (
     character_id TEXT NOT NULL REFERENCES characters(id) ON DELETE CASCADE, idx INTEGER NOT NULL,
     source TEXT NOT NULL, text TEXT NOT NULL, tokens INTEGER NOT NULL, PRIMARY KEY (character_id, idx));
@@ -89,8 +89,9 @@ class Library:
             for statement in filter(str.strip, SCHEMA.split(";")):
                 conn.execute(statement)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(characters)")}
-            if "source" not in columns:  # a data folder from before /character reload existed
-                conn.execute("ALTER TABLE characters ADD COLUMN source TEXT NOT NULL DEFAULT '{}'")
+            for column in ("source", "extra"):  # data folders from before these existed
+                if column not in columns:
+                    conn.execute(f"ALTER TABLE characters ADD COLUMN {column} TEXT NOT NULL DEFAULT '{{}}'")
         self._drop_orphans()
 
     # ----- reading -----------------------------------------------------------------------------
@@ -129,7 +130,7 @@ class Library:
     def character(self, character_id: str) -> tuple[Character, list[StoredStory]]:
         """A character and its stories from SQLite alone (no vector index is opened)."""
         rows = self.db.execute("SELECT name, system_prompt, greeting, speaker_aliases, settings, source_format, "
-                               "tokenizer FROM characters WHERE id = ?", (character_id,))
+                               "tokenizer, extra FROM characters WHERE id = ?", (character_id,))
         if not rows:
             raise CharacterError(f"no character named '{character_id}' (see /character list)")
         row = rows[0]
@@ -140,7 +141,7 @@ class Library:
         character = Character(
             id=character_id, name=row[0], system_prompt=row[1], greeting=row[2],
             speaker_aliases=tuple(json.loads(row[3])), settings=json.loads(row[4]), source_format=row[5],
-            stories=tuple(Story(s.text, s.source) for s in stories))
+            stories=tuple(Story(s.text, s.source) for s in stories), extra=json.loads(row[7]))
         return character, stories
 
     def search(self, character_id: str, query: str, k: int, hybrid: bool = True) -> list[Retrieved]:
@@ -236,11 +237,14 @@ class Library:
                 for i, s in enumerate(character.stories)]
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM characters WHERE id = ?", (character.id,))
-            conn.execute("INSERT INTO characters VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
-                character.id, character.name, character.system_prompt, character.greeting,
-                json.dumps(list(character.speaker_aliases), ensure_ascii=False),
-                json.dumps(character.settings), character.source_format, character.version,
-                self.embedder.name, self.tokenizer_id, time.time(), json.dumps(source, ensure_ascii=False)))
+            conn.execute("INSERT INTO characters (id, name, system_prompt, greeting, speaker_aliases, settings, "
+                         "source_format, version, embedder, tokenizer, loaded_at, source, extra) "
+                         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", (
+                             character.id, character.name, character.system_prompt, character.greeting,
+                             json.dumps(list(character.speaker_aliases), ensure_ascii=False),
+                             json.dumps(character.settings), character.source_format, character.version,
+                             self.embedder.name, self.tokenizer_id, time.time(),
+                             json.dumps(source, ensure_ascii=False), json.dumps(character.extra, ensure_ascii=False)))
             conn.executemany("INSERT INTO stories VALUES (?,?,?,?,?)", rows)
 
     def _recount(self, character_id: str, stories: list[StoredStory]) -> list[StoredStory]:

@@ -104,11 +104,39 @@ def test_malformed_cards_name_the_problem(card, message):
         card_to_character(card, "card.json")
 
 
-def test_unused_card_parts_are_reported(tmp_path):
-    card = {"spec": "chara_card_v2", "data": {**V2["data"], "post_history_instructions": "Stay brief.",
-                                             "character_book": {"entries": [{"keys": ["storm"], "content": "x"}]}}}
-    assert card_to_character(card, "x")[1] == ("read a chara card v2; not used yet: character_book, "
-                                               "post_history_instructions")
+BOOK = {"scan_depth": 1, "token_budget": 60, "entries": [
+    {"keys": ["storm"], "content": "The storm wall is a permanent hurricane.", "insertion_order": 2},
+    {"keys": ["Kestrel"], "content": "The Kestrel has a brass hull.", "case_sensitive": True, "insertion_order": 1},
+    {"keys": ["engine"], "secondary_keys": ["fire"], "selective": True, "content": "Engine fires are fought with sand.",
+     "insertion_order": 3},
+    {"keys": [], "constant": True, "content": "{{char}} never lies.", "position": "before_char", "insertion_order": 0},
+    {"keys": ["storm"], "content": "disabled entry", "enabled": False},
+]}
+RICH = {"spec": "chara_card_v2", "data": {**V2["data"], "post_history_instructions": "Reply as {{char}}, briefly.",
+                                          "alternate_greetings": ["Ahoy, {{user}}!"], "character_book": BOOK}}
+
+
+def test_lorebook_entries_trigger_by_key_with_budget_and_position():
+    from core.lore import select_lore
+
+    book = card_to_character(RICH, "x")[0].extra["book"]
+    words = lambda t: len(t.split())  # noqa: E731
+    before, after = select_lore(book, ["What is the Storm like?"], words)
+    assert before == "Captain Mira never lies." and after == "The storm wall is a permanent hurricane."
+    _, after = select_lore(book, ["the kestrel and the storm"], words)
+    assert "brass hull" not in after  # case-sensitive key
+    _, after = select_lore(book, ["Tell me about the Kestrel", "the engine", "a fire!"], words)
+    assert after == "The Kestrel has a brass hull.\nEngine fires are fought with sand."  # by insertion order
+    _, after = select_lore(book, ["engine trouble"], words)
+    assert "sand" not in after  # selective: needs a secondary key too
+    before, after = select_lore(book, ["storm on the Kestrel"], lambda t: 40)
+    assert (before, after) == ("Captain Mira never lies.", "")  # a 60-token budget: the first in order fits
+
+
+def test_malformed_lorebook_is_refused():
+    card = {"spec": "chara_card_v2", "data": {"name": "X", "character_book": {"entries": [{"keys": "storm"}]}}}
+    with pytest.raises(CharacterError, match="character_book entry 0 needs 'keys'"):
+        card_to_character(card, "x.json")
 
 
 async def test_a_card_character_chats_with_the_users_name_filled_in(app, tmp_path):
@@ -123,3 +151,44 @@ async def test_a_card_character_chats_with_the_users_name_filled_in(app, tmp_pat
     assert replier.messages[0] == "Welcome aboard, Rook. Mind the rigging."  # the card's greeting speaks first
     system = replier.traces[0]["messages"][0]["content"]
     assert "Rook has just come aboard." in system and "{{user}}" not in system
+
+
+async def test_card_lore_post_history_and_greetings_reach_the_prompt(app, tmp_path):
+    from tests.test_admin import say
+
+    path = tmp_path / "mira.json"
+    path.write_text(json.dumps(RICH))
+    [loaded] = (await say(app, f"/character load {path}", user="local")).messages
+    assert "(read a chara card v2 with 5 lore entries)" in loaded
+    await say(app, "/character use captain-mira", user="local")
+    replier = await say(app, "Is the storm dangerous?", user="local")
+    assert replier.messages[0] in ("Welcome aboard, Local. Mind the rigging.", "Ahoy, Local!")
+    messages = replier.traces[0]["messages"]
+    assert messages[0]["content"].startswith("Captain Mira never lies.\n\n")
+    assert "The storm wall is a permanent hurricane." in messages[0]["content"]
+    assert "brass hull" not in messages[0]["content"]
+    assert messages[-1]["content"] == "Is the storm dangerous?\n\nReply as Captain Mira, briefly."
+
+
+@pytest.mark.parametrize("source", ["card", "folder"])
+def test_export_as_card_and_load_again_gives_the_same_prompt(app, tmp_path, source):
+    from tests.conftest import DEMO
+
+    if source == "card":
+        path = tmp_path / "mira.json"
+        path.write_text(json.dumps(RICH))
+        first, _ = app.load_character(path)
+    else:
+        first, _ = app.load_character(DEMO)
+    out = tmp_path / "export.json"
+    app.export_character(first.character.id, out, "card-v2")
+    exported = json.loads(out.read_text())
+    assert exported["spec"] == "chara_card_v2"
+    if source == "card":
+        assert exported["data"]["extensions"] == {"custom": {"keep": True}}  # unknown keys survive
+    again = read_character(out, None, "c", 384).character
+    original, _ = app.library.character(first.character.id)
+    assert again.system_prompt == original.system_prompt
+    assert [s.text for s in again.stories] == [s.text for s in original.stories]
+    assert again.greeting == original.greeting and again.speaker_aliases == original.speaker_aliases
+    assert again.id == original.id

@@ -162,7 +162,7 @@ def test_export_then_import_round_trips_with_stored_vectors(capsys, config_file,
     cfg = ["--config", str(config_file)]
     [before] = chat(capsys, config_file, "Why do you leave that light on at night?")
     out = tmp_path / "wren.jsonl"
-    assert main(cfg + ["character", "export", "wren", str(out)]) == 0
+    assert main(cfg + ["character", "export", "wren", str(out), "--format", "chatharuhi-jsonl"]) == 0
     assert "wrote 34 stories of wren" in capsys.readouterr().out
     assert main(cfg + ["character", "load", str(out), "--name", "wren2"]) == 0
     assert "reused the stored 'all_minilm_l6_v2' vectors" in capsys.readouterr().out
