@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import struct
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from memory.archives import extract_zip
-from memory.characters import Character, CharacterError, Story, slug
+from memory.characters import Character, CharacterError, Story, json_object, slug
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_CARD_BYTES = 20 * 1024 * 1024
@@ -62,21 +61,9 @@ def _card_from_png(data: bytes, where: str) -> dict[str, Any]:
     if key is None:
         raise CharacterError(f"{where}: the PNG carries no character card (no 'chara' or 'ccv3' tEXt chunk)")
     try:
-        return _parse_json(base64.b64decode(chunks[key], validate=True), f"{where} ({key} chunk)")
+        return json_object(base64.b64decode(chunks[key], validate=True), f"{where} ({key} chunk)")
     except (binascii.Error, ValueError):
         raise CharacterError(f"{where}: the '{key}' chunk is not base64") from None
-
-
-def _parse_json(raw: bytes, where: str) -> dict[str, Any]:
-    try:
-        card = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise CharacterError(f"{where}: not valid UTF-8") from None
-    except json.JSONDecodeError as e:
-        raise CharacterError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    if not isinstance(card, dict):
-        raise CharacterError(f"{where}: a card must be a JSON object")
-    return card
 
 
 def read_card_file(path: Path) -> dict[str, Any]:
@@ -92,8 +79,8 @@ def read_card_file(path: Path) -> dict[str, Any]:
             card = extract_zip(path, Path(tmp)) / "card.json"
             if not card.is_file():
                 raise CharacterError(f"{where}: no card.json at the top of the archive")
-            return _parse_json(card.read_bytes(), f"{where} card.json")
-    return _parse_json(path.read_bytes(), where)
+            return json_object(card.read_bytes(), f"{where} card.json")
+    return json_object(path.read_bytes(), where)
 
 
 def _fields(card: dict[str, Any], where: str) -> tuple[dict[str, Any], str]:

@@ -97,6 +97,19 @@ def read_text(path: Path, limit: int, what: str) -> str:
     return text
 
 
+def json_object(raw: bytes, where: str) -> dict[str, Any]:
+    """Parse UTF-8 JSON that must be an object, with errors naming ``where``."""
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise CharacterError(f"{where}: not valid UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise CharacterError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(value, dict):
+        raise CharacterError(f"{where}: expected a JSON object")
+    return value
+
+
 def _read_meta(folder: Path) -> dict[str, Any]:
     path = folder / "character.toml"
     if not path.exists():

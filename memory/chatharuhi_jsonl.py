@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memory.characters import MAX_STORIES, Character, CharacterError, Story, slug
+from memory.characters import MAX_STORIES, Character, CharacterError, Story, json_object, slug
 
 TEXT_KEYS = ("text", "enc_text")
 SENTINELS = ("system_prompt", "config")
@@ -66,14 +66,7 @@ def read_jsonl(path: Path, name: str | None, column: str, dim: int) -> tuple[Cha
             where = f"{path.name} line {number}"
             if not raw.strip():
                 continue
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise CharacterError(f"{where}: not valid UTF-8") from None
-            except json.JSONDecodeError as e:
-                raise CharacterError(f"{where}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise CharacterError(f"{where}: expected a JSON object")
+            row = json_object(raw, where)
             text = _row_text(row, where)
             columns.update(k for k in row if k not in TEXT_KEYS)
             marks = {v for k, v in row.items() if k not in TEXT_KEYS and v in SENTINELS}

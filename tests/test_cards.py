@@ -5,7 +5,6 @@ import json
 import struct
 import zipfile
 import zlib
-from pathlib import Path
 
 import pytest
 
