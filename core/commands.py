@@ -7,7 +7,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
 
 from core.events import Actor, Message
-from core.reply import Replier
+from core.reply import Replier, split_text
 from memory.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,8 +64,6 @@ class Context:
     app: "Greenroom"
 
     async def say(self, text: str) -> None:
-        from core.reply import split_text
-
         for part in split_text(text, self.replier.max_len):
             await self.replier.send(part)
 

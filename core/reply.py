@@ -6,7 +6,7 @@ import re
 import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -109,11 +109,3 @@ class StreamingReply:
         self.shown = parts[0]
         for part in parts[1:]:
             await self.replier.send(part)
-
-    async def consume(self, pieces: AsyncIterator[str]) -> str:
-        """Feed an async stream of text pieces; returns the whole text (not yet finished)."""
-        text = ""
-        async for piece in pieces:
-            text += piece
-            await self.update(text)
-        return text
