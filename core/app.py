@@ -106,6 +106,11 @@ class Greenroom:
         """Read a character package in any supported format and load it (atomically)."""
         imported = read_character(path, name, column_name(self.embedder.name), self.embedder.dim)
         source = {"path": str(Path(path).expanduser().resolve()), "name": name}
+        cid = imported.character.id
+        previous = self.library.source_of(cid).get("path")
+        if previous and previous != source["path"]:
+            raise CharacterError(f"a character named '{cid}' is already loaded from {previous}; load this one "
+                                 f"with --name NAME, or remove '{cid}' first")
         result = self.library.load(imported.character, progress=progress, vectors=imported.vectors, source=source)
         return result, imported.note
 

@@ -116,6 +116,11 @@ def card_to_character(card: dict[str, Any], where: str, name: str | None = None)
         text = re.sub(r"\{\{char\}\}|<BOT>", lambda _: char, text, flags=re.I)
         return re.sub(r"<USER>", "{{user}}", text, flags=re.I)
 
+    persona = [_text(data, k, where) for k in ("description", "personality", "scenario", "system_prompt",
+                                                 "mes_example")]
+    if not any(persona):
+        raise CharacterError(f"{where}: the card is empty (no description, personality, scenario, "
+                             "system prompt or example messages)")
     default = DEFAULT_PROMPT.format(description=_text(data, "description", where),
                                     personality=_text(data, "personality", where),
                                     scenario=_text(data, "scenario", where))

@@ -133,7 +133,8 @@ def test_lorebook_entries_trigger_by_key_with_budget_and_position():
 
 
 def test_malformed_lorebook_is_refused():
-    card = {"spec": "chara_card_v2", "data": {"name": "X", "character_book": {"entries": [{"keys": "storm"}]}}}
+    card = {"spec": "chara_card_v2", "data": {"name": "X", "description": "A sailor.",
+                                             "character_book": {"entries": [{"keys": "storm"}]}}}
     with pytest.raises(CharacterError, match="character_book entry 0 needs 'keys'"):
         card_to_character(card, "x.json")
 
@@ -191,3 +192,20 @@ def test_export_as_card_and_load_again_gives_the_same_prompt(app, tmp_path, sour
     assert [s.text for s in again.stories] == [s.text for s in original.stories]
     assert again.greeting == original.greeting and again.speaker_aliases == original.speaker_aliases
     assert again.id == original.id
+
+
+def test_an_empty_card_is_refused():
+    with pytest.raises(CharacterError, match="mira.json: the card is empty"):
+        card_to_character({"spec": "chara_card_v2", "data": {"name": "Mira", "first_mes": "Hi."}}, "mira.json")
+
+
+def test_a_second_character_with_a_taken_name_is_refused(app, tmp_path):
+    other = tmp_path / "wren"
+    (other / "texts").mkdir(parents=True)
+    (other / "system_prompt.txt").write_text("You are a different Wren.")
+    (other / "texts" / "a.txt").write_text("Wren:「Who?」")
+    with pytest.raises(CharacterError, match="a character named 'wren' is already loaded from .*memory/demo/wren"):
+        app.load_character(other)
+    assert app.library.character("wren")[0].name == "Wren Ashby"  # the loaded one is untouched
+    result, _ = app.load_character(other, name="wren-two")
+    assert result.changed and result.character.id == "wren-two"
