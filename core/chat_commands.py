@@ -83,19 +83,19 @@ async def character_remove(ctx: Context, args: str) -> str:
     return f"Removed {cid}. Chats that used it are back to the default character."
 
 
-@commands.add("reset", Level.USER, "/reset [all]", "forget your conversation history here (admins: all)")
+@commands.add("reset", Level.USER, "/reset", "forget your conversation history here")
 async def reset(ctx: Context, args: str) -> str:
-    key, author = ctx.message.key, ctx.message.author
-    if args == "all":
-        if ctx.level < Level.ADMIN:
-            return f"/reset all needs admin level; you are {ctx.level.label}."
-        removed = ctx.app.history.clear(str(key))
-        return f"Forgot this conversation ({removed} turns). The character stays."
     if args:
-        return "Usage: /reset [all]"
-    only = None if ctx.message.is_direct else author.ref
-    removed = ctx.app.history.clear(str(key), only)
+        return "Usage: /reset (admins: /reset all)"
+    only = None if ctx.message.is_direct else ctx.message.author.ref
+    removed = ctx.app.history.clear(str(ctx.message.key), only)
     return f"Forgot our conversation ({removed} turns). The character stays."
+
+
+@commands.add("reset all", Level.ADMIN, "/reset all", "forget this whole conversation")
+async def reset_all(ctx: Context, args: str) -> str:
+    removed = ctx.app.history.clear(str(ctx.message.key))
+    return f"Forgot this conversation ({removed} turns). The character stays."
 
 
 @commands.add("iam", Level.USER, "/iam [NAME]", "set the name the character knows you by")

@@ -114,12 +114,10 @@ class Library:
     def get(self, character_id: str) -> Loaded:
         """The current version of a character (reopened if another process replaced it)."""
         version = self.version_of(character_id)
-        if version is None:
-            raise CharacterError(f"no character named '{character_id}' (see /character list)")
         cached = self._loaded.get(character_id)
         if cached is not None and cached.version == version:
             return cached
-        character, stories = self.character(character_id)
+        character, stories = self.character(character_id)  # raises for an unknown name
         index = self.store.open(f"{character_id}-{version}")
         if cached is not None:
             cached.index.close()
