@@ -16,7 +16,9 @@ from core.chat_commands import commands
 from core.commands import Access, Context
 from core.config import Config, secret
 from core.dispatch import Dispatcher, Route
+from core.events import Attachment, AttachmentKind
 from core.persona import PersonaEngine
+from core.ratelimit import RateLimiter
 from memory.cards import character_to_card
 from memory.characters import CharacterError
 from memory.chatharuhi_jsonl import column_name, write_jsonl
@@ -78,8 +80,11 @@ class Greenroom:
         c = self.config
         dispatcher = Dispatcher(self, Access(frozenset(c.bot.owners), frozenset(c.bot.admins), self.settings),
                                 c.dispatch.lane_depth, c.dispatch.model_slots,
-                                chat_mode=lambda key: self.settings.get(key.chat, "mode") or "mention")
+                                chat_mode=lambda key: self.settings.get(key.chat, "mode") or "mention",
+                                rate=RateLimiter(c.dispatch.user_rate_per_minute, c.dispatch.user_burst))
         dispatcher.add_route(Route(0, "commands", lambda ctx: ctx.message.command is not None, self._command))
+        dispatcher.add_route(Route(5, "oversized videos", lambda ctx: any(self._oversized(ctx)), self._refuse,
+                                   block=False))
         dispatcher.add_route(Route(100, "persona", lambda ctx: True, self._chat))
         return dispatcher
 
@@ -95,6 +100,14 @@ class Greenroom:
             answer = str(e)
         if answer:
             await ctx.say(answer)
+
+    @staticmethod
+    def _oversized(ctx: Context) -> list[Attachment]:
+        return [a for a in ctx.message.attachments if a.kind is AttachmentKind.VIDEO and a.too_large]
+
+    async def _refuse(self, ctx: Context) -> None:
+        for attachment in self._oversized(ctx):
+            await ctx.say(attachment.refusal())
 
     async def _chat(self, ctx: Context) -> None:
         try:

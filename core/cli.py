@@ -17,13 +17,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from bots.common import AdapterError  # noqa: E402
 from core.config import ConfigError, load_config  # noqa: E402
 from memory.characters import CharacterError  # noqa: E402
 from memory.db import DataDirError  # noqa: E402
 from memory.store import StoreError  # noqa: E402
 from models.files import ModelFileError  # noqa: E402
 
-EXPECTED = (ConfigError, DataDirError, ModelFileError, CharacterError, StoreError, ConnectionError)
+EXPECTED = (ConfigError, DataDirError, ModelFileError, CharacterError, StoreError, ConnectionError, AdapterError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Characters from your favourite stories, in your chats.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("run", parents=[common], help="start the enabled platforms (else the console chat)")
+    run = sub.add_parser("run", parents=[common], help="start the enabled platforms (else the console chat)")
+    run.add_argument("--console", action="store_true", help="also chat in this terminal while the platforms run")
 
     chat = sub.add_parser("chat", parents=[common], help="chat in the terminal")
     chat.add_argument("--message", "-m", action="append", metavar="TEXT",
@@ -91,9 +93,18 @@ def _chat(app, args: argparse.Namespace) -> int:
 
 
 def _run(app, args: argparse.Namespace) -> int:
-    print("No chat platform is configured yet: starting the console chat.", file=sys.stderr)
-    args.user, args.json, args.message = None, False, None
-    return _chat(app, args)
+    from bots.console import Console
+    from bots.runner import enabled_adapters, serve
+
+    adapters = enabled_adapters(app, app.config)
+    if not adapters:
+        print("No chat platform token is set (DISCORD_TOKEN, TELEGRAM_TOKEN): starting the console chat.",
+              file=sys.stderr)
+        args.user, args.json, args.message = None, False, None
+        return _chat(app, args)
+    app.ensure_default_character()
+    print(f"greenroom: starting {', '.join(a.name for a in adapters)}; SIGTERM or Ctrl-C stops", file=sys.stderr)
+    return asyncio.run(serve(app, adapters, Console(app, None) if args.console else None))
 
 
 def _character(app, args: argparse.Namespace) -> int:

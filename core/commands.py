@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
 
 from core.events import Actor, Message
-from core.reply import Replier, split_text
+from core.reply import Replier, StreamingReply, split_text
 from memory.settings import Settings
 
 if TYPE_CHECKING:
@@ -62,10 +62,24 @@ class Context:
     replier: Replier
     level: Level
     app: "Greenroom"
+    streams: list[StreamingReply] = field(default_factory=list)
 
     async def say(self, text: str) -> None:
         for part in split_text(text, self.replier.max_len):
             await self.replier.send(part)
+
+    def stream(self) -> StreamingReply:
+        """A streamed reply; the dispatcher turns its placeholder into the error message if the turn fails."""
+        self.streams.append(StreamingReply(self.replier))
+        return self.streams[-1]
+
+    async def fail(self, text: str) -> None:
+        """Tell the user a turn failed: in place of a half-shown reply if there is one."""
+        shown = next((s for s in reversed(self.streams) if s.ref is not None), None)
+        if shown is None:
+            await self.say(text)
+        else:
+            await shown.finish(text)
 
 
 CommandFn = Callable[[Context, str], Awaitable[str | None]]

@@ -72,6 +72,35 @@ def persona_settings(config: PersonaSection, character: dict) -> dict:
 class DispatchSection(Section):
     lane_depth: int = Field(8, ge=1)
     model_slots: int = Field(1, ge=1)
+    user_rate_per_minute: float = Field(10.0, ge=0)  # 0: no per-user rate limit
+    user_burst: int = Field(5, ge=1)
+    shutdown_deadline: float = Field(20.0, ge=0)
+
+
+class PlatformSection(Section):
+    enabled: bool | None = None  # None: on when its token is set
+    max_download_mb: float = Field(20.0, gt=0)
+    edit_interval: float = Field(1.2, ge=0)
+    placeholder_delay: float = Field(1.0, ge=0)
+
+
+class DiscordSection(PlatformSection):
+    token_env: str = "DISCORD_TOKEN"
+    api_base: str = ""  # e.g. a proxy: https://proxy.example/api/v10
+    gateway_url: str = ""
+    message_content: bool = False  # the privileged intent; needed only for `/mode all`
+    sync_commands: bool = True
+
+
+class TelegramSection(PlatformSection):
+    token_env: str = "TELEGRAM_TOKEN"
+    base_url: str = ""  # a self-hosted Bot API server: http://host:8081/bot
+    base_file_url: str = ""
+    poll_timeout: int = Field(30, ge=0)
+    webhook_url: str = ""  # set: webhook mode instead of polling
+    listen: str = "127.0.0.1"
+    port: int = Field(8443, ge=0, le=65535)
+    secret_token_env: str = "TELEGRAM_WEBHOOK_SECRET"
 
 
 class LlmSection(Section):
@@ -100,6 +129,8 @@ class Config(Section):
     console: ConsoleSection = ConsoleSection()
     persona: PersonaSection = PersonaSection()
     dispatch: DispatchSection = DispatchSection()
+    discord: DiscordSection = DiscordSection()
+    telegram: TelegramSection = TelegramSection()
     llm: LlmSection = LlmSection()
     embedder: EmbedderSection = EmbedderSection()
     memory: MemorySection = MemorySection()

@@ -14,8 +14,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-from core.commands import Access, Context
+from core.commands import Access, Context, Level
 from core.events import ConversationKey, Message
+from core.ratelimit import RateLimiter
 from core.reply import Replier
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 BUSY = "I'm still working on earlier messages here; please send that again in a moment."
 CLOSING = "I'm restarting; please send that again in a minute."
+CUT_OFF = "I had to stop before finishing this because I'm restarting; please send it again in a minute."
 
 
 @dataclass(order=True)
@@ -49,15 +51,19 @@ class Dispatcher:
     """Accepts neutral messages from adapters and runs them through the routes."""
 
     def __init__(self, app: "Greenroom", access: Access, lane_depth: int, model_slots: int,
-                 chat_mode: Callable[[ConversationKey], str]) -> None:
+                 chat_mode: Callable[[ConversationKey], str], rate: RateLimiter | None = None) -> None:
         self.app = app
         self.access = access
         self.lane_depth = lane_depth
         self.model_gate = asyncio.Semaphore(model_slots)
         self.chat_mode = chat_mode
+        self.rate = rate or RateLimiter(0, 1)
         self.routes: list[Route] = []
         self._lanes: dict[ConversationKey, asyncio.Queue[_Item]] = {}
         self._workers: dict[ConversationKey, asyncio.Task] = {}
+        self._running: dict[ConversationKey, Context] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.closing = False
 
     def add_route(self, route: Route) -> None:
@@ -87,6 +93,11 @@ class Dispatcher:
         if self.closing:
             await replier.send(CLOSING)
             return None
+        if self.access.level(message.author) < Level.ADMIN and (wait := self.rate.check(message.author.ref)) is not None:
+            if wait:
+                await replier.send(f"You're sending messages faster than I can answer; "
+                                   f"please wait {wait:.0f} s before the next one.")
+            return None
         lane = self._lanes.setdefault(message.key, asyncio.Queue(self.lane_depth))
         done = asyncio.get_running_loop().create_future()
         try:
@@ -95,8 +106,13 @@ class Dispatcher:
             await replier.send(BUSY)
             return None
         if message.key not in self._workers:
+            self._idle.clear()
             self._workers[message.key] = asyncio.create_task(self._work(message.key, lane))
         return done
+
+    async def idle(self) -> None:
+        """Wait until every queued message has been handled."""
+        await self._idle.wait()
 
     async def _work(self, key: ConversationKey, lane: asyncio.Queue[_Item]) -> None:
         try:
@@ -112,6 +128,8 @@ class Dispatcher:
             self._lanes.pop(key, None)
             while not lane.empty():
                 lane.get_nowait().done.set_result(None)
+            if not self._workers:
+                self._idle.set()
 
     def cancel(self, key: ConversationKey) -> bool:
         """Stop the turn running in a conversation (a user's Ctrl-C); False if none runs."""
@@ -123,27 +141,41 @@ class Dispatcher:
 
     async def _handle(self, item: _Item) -> None:
         ctx = Context(item.message, item.replier, self.access.level(item.message.author), self.app)
-        for route in self.routes:
-            if not route.matches(ctx):
-                continue
-            try:
-                await route.handle(ctx)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                error_id = secrets.token_hex(4)
-                log.exception("handler %s failed (error id %s) in %s", route.name, error_id, item.message.key)
-                await item.replier.send(f"Sorry, something went wrong on my side (error id {error_id}).")
-            if route.block:
-                break
+        self._running[item.message.key] = ctx
+        try:
+            for route in self.routes:
+                if not route.matches(ctx):
+                    continue
+                try:
+                    await route.handle(ctx)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    error_id = secrets.token_hex(4)
+                    log.exception("handler %s failed (error id %s) in %s", route.name, error_id, item.message.key)
+                    await ctx.fail(f"Sorry, something went wrong on my side (error id {error_id}).")
+                if route.block:
+                    break
+        finally:
+            self._running.pop(item.message.key, None)
 
     async def close(self, deadline: float) -> None:
-        """Stop taking messages, let running turns finish within ``deadline`` seconds, cancel the rest."""
+        """Stop taking messages, let running turns finish within ``deadline`` seconds, then cancel
+        the rest and tell each of their senders."""
         self.closing = True
-        workers = list(self._workers.values())
+        workers = dict(self._workers)
         if not workers:
             return
-        _, pending = await asyncio.wait(workers, timeout=deadline)
+        _, pending = await asyncio.wait(workers.values(), timeout=deadline)
+        cut_off = [key for key, task in workers.items() if task in pending]
+        running = [self._running[key] for key in cut_off if key in self._running]
+        waiting = [lane.get_nowait() for key in cut_off if (lane := self._lanes.get(key)) for _ in range(lane.qsize())]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        notices = [ctx.fail(CUT_OFF) for ctx in running] + [item.replier.send(CUT_OFF) for item in waiting]
+        for result in await asyncio.gather(*notices, return_exceptions=True):
+            if isinstance(result, Exception):
+                log.warning("could not tell a user their turn was cut off: %s", result)
+        for item in waiting:
+            item.done.set_result(None)

@@ -53,16 +53,50 @@ class AttachmentKind(str, Enum):
     FILE = "file"
 
 
+class AttachmentError(Exception):
+    """An attachment that cannot be fetched: too large, or gone from the platform."""
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f}".removesuffix(".0") + " MB"
+
+
 @dataclass(frozen=True)
 class Attachment:
-    """A file on a message, fetched only when a handler asks (and only up to ``max_bytes``)."""
+    """A file on a message, fetched only when a handler asks, and only when within ``limit`` bytes.
+
+    ``limit_note`` says where the limit comes from, for the message that refuses a larger file.
+    """
 
     kind: AttachmentKind
     filename: str
     size: int
+    limit: int
+    limit_note: str = ""
     mime: str = ""
     url: str | None = None
     fetch: Callable[[], Awaitable[bytes]] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def too_large(self) -> bool:
+        return self.size > self.limit
+
+    def refusal(self) -> str:
+        """The message for a file over the limit."""
+        note = f" ({self.limit_note})" if self.limit_note else ""
+        return (f"{self.filename} is {megabytes(self.size)}, over the {megabytes(self.limit)} limit{note}, "
+                f"so I did not download it.")
+
+    async def read(self) -> bytes:
+        """Download the file; refuses (without downloading) when it is over the limit."""
+        if self.too_large:
+            raise AttachmentError(self.refusal())
+        if self.fetch is None:
+            raise AttachmentError(f"{self.filename} cannot be downloaded from here.")
+        data = await self.fetch()
+        if len(data) > self.limit:  # the platform under-reported the size
+            raise AttachmentError(self.refusal().replace(megabytes(self.size), megabytes(len(data)), 1))
+        return data
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from core.lore import select_lore
 from core.events import Actor, ConversationKey, Message
 from core.prompt import (Budgets, PastTurn, Prompt, StoryRef, build_chat, build_haruhi2, query_string,
                          response_postprocess, strip_wrapper)
-from core.reply import StreamingReply
 from core.threads import iterate_in_thread
 from memory.history import History, Turn
 from memory.library import Library, Loaded
@@ -118,7 +117,7 @@ class PersonaEngine:
                             top_p=self.config.top_p, repeat_penalty=self.config.repeat_penalty,
                             stop=tuple(turn.prompt.stop))
         gen = Generation()
-        stream = StreamingReply(replier)
+        stream = ctx.stream()
         names = turn.loaded.character.speakers
         async with ctx.app.dispatcher.model_gate, replier.typing():
             pieces = iterate_in_thread(lambda: self.llm.stream(turn.prompt.messages, sampling, gen), gen.cancel)

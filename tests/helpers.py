@@ -45,3 +45,10 @@ def message(text: str, user: str = "u1", chat: str = "c1", direct: bool = True, 
             mention: bool = False, admin: bool = False) -> Message:
     return Message(id=str(next(_ids)), key=ConversationKey(platform, chat), author=Actor(platform, user, user.title(),
                    is_platform_admin=admin), text=text, is_direct=direct, mentions_bot=mention)
+
+
+def answer_with(app, handler, priority: int = 50) -> None:
+    """Route every message to ``handler`` ahead of the persona (a model stub for adapter tests)."""
+    from core.dispatch import Route
+
+    app.dispatcher.add_route(Route(priority, "test stub", lambda ctx: ctx.message.command is None, handler))

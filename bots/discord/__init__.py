@@ -1,0 +1,191 @@
+"""The Discord adapter on discord.py: gateway messages and slash commands in, neutral messages to
+the dispatcher; replies with no pings allowed, streamed by throttled edits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+import discord
+import yarl
+from discord import app_commands
+
+from bots.common import AdapterError, command_menu, urls_in
+from core.config import DiscordSection
+from core.events import Actor, Attachment, AttachmentKind, ConversationKey, Link, Message
+from core.reply import SentRef
+
+if TYPE_CHECKING:
+    from core.app import Greenroom
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+MAX_LEN = 2000
+NO_PINGS = discord.AllowedMentions.none()
+
+
+def intents(settings: DiscordSection) -> discord.Intents:
+    """Guild and DM messages; message content only when configured (mention-only mode needs none)."""
+    chosen = discord.Intents.none()
+    chosen.guilds = chosen.guild_messages = chosen.dm_messages = True
+    chosen.message_content = settings.message_content
+    return chosen
+
+
+def point_at(settings: DiscordSection) -> None:
+    """Send REST and gateway traffic to a proxy or test server instead of discord.com."""
+    if settings.api_base:
+        discord.http.Route.BASE = settings.api_base.rstrip("/")
+    if settings.gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
+
+
+class DiscordReplier:
+    """Answers in the message's channel (or thread); the first part replies to it in servers."""
+
+    max_len = MAX_LEN
+
+    def __init__(self, channel: discord.abc.Messageable, settings: DiscordSection,
+                 reference: discord.Message | None = None) -> None:
+        self.channel = channel
+        self.reference = reference
+        self.edit_interval = settings.edit_interval
+        self.placeholder_delay = settings.placeholder_delay
+
+    async def send(self, text: str) -> SentRef:
+        reference, self.reference = self.reference, None
+        sent = await self.channel.send(text, reference=reference, mention_author=False, allowed_mentions=NO_PINGS)
+        return SentRef(str(sent.id), sent)
+
+    async def edit(self, ref: SentRef, text: str) -> None:
+        await ref.raw.edit(content=text, allowed_mentions=NO_PINGS)
+
+    def typing(self):
+        return self.channel.typing()
+
+    async def report(self, trace: dict[str, Any]) -> None:
+        return None
+
+
+class InteractionReplier(DiscordReplier):
+    """Answers a slash command through its (deferred) interaction's follow-up messages."""
+
+    def __init__(self, interaction: discord.Interaction, settings: DiscordSection) -> None:
+        super().__init__(interaction.channel, settings)  # type: ignore[arg-type]
+        self.interaction = interaction
+
+    async def send(self, text: str) -> SentRef:
+        sent = await self.interaction.followup.send(text, wait=True, allowed_mentions=NO_PINGS)
+        return SentRef(str(sent.id), sent)
+
+
+class DiscordAdapter:
+    """One bot account on the gateway, feeding ``app.dispatcher``."""
+
+    name = PLATFORM
+
+    def __init__(self, app: "Greenroom", settings: DiscordSection, token: str) -> None:
+        point_at(settings)
+        self.app = app
+        self.settings = settings
+        self.token = token
+        self.limit = int(settings.max_download_mb * 1_000_000)
+        self.client = discord.Client(intents=intents(settings), allowed_mentions=NO_PINGS)
+        self.tree = app_commands.CommandTree(self.client)
+        for name, description in command_menu(app.commands, 100):
+            self.tree.add_command(self._slash(name, description))
+        self.client.event(self.on_message)
+        self._connection: asyncio.Task | None = None
+        self.accepting = False
+
+    def _slash(self, name: str, description: str) -> app_commands.Command:
+        async def run(interaction: discord.Interaction, args: str = "") -> None:
+            await self.on_slash(interaction, name, args)
+        return app_commands.Command(name=name, description=description, callback=run)
+
+    async def start(self) -> None:
+        try:
+            await self.client.login(self.token)
+        except discord.LoginFailure:
+            raise AdapterError(f"discord: the token in {self.settings.token_env} was rejected") from None
+        if self.settings.sync_commands:
+            await self.tree.sync()
+        self.accepting = True
+        self._connection = asyncio.create_task(self.client.connect(reconnect=True))
+        ready = asyncio.create_task(self.client.wait_until_ready())
+        await asyncio.wait({self._connection, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            await self._connection  # raises why the gateway failed
+        log.info("discord: %s is connected", self.client.user)
+
+    async def watch(self) -> None:
+        assert self._connection is not None
+        await self._connection  # discord.py reconnects itself; this ends only when it gives up
+
+    async def stop_intake(self) -> None:
+        self.accepting = False
+
+    async def close(self) -> None:
+        await self.client.close()
+        if self._connection is not None:
+            await asyncio.gather(self._connection, return_exceptions=True)
+
+    # -- incoming ------------------------------------------------------------------------------
+    async def on_message(self, native: discord.Message) -> None:
+        if not self.accepting or native.author == self.client.user:
+            return
+        message = self.to_message(native)
+        reference = native if native.guild is not None else None
+        await self.app.dispatcher.submit(message, DiscordReplier(native.channel, self.settings, reference))
+
+    async def on_slash(self, interaction: discord.Interaction, name: str, args: str) -> None:
+        if not self.accepting:
+            await interaction.response.send_message("I'm restarting; please try again in a minute.", ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+        channel = interaction.channel
+        message = Message(id=str(interaction.id), key=self._key(channel), author=self._actor(interaction.user),
+                          text=f"/{name} {args}".strip(), is_direct=interaction.guild is None, mentions_bot=True,
+                          received_at=time.time(), raw=interaction)
+        await self.app.dispatcher.submit(message, InteractionReplier(interaction, self.settings))
+
+    def to_message(self, native: discord.Message) -> Message:
+        """The neutral form of a Discord message."""
+        me = self.client.user
+        assert me is not None
+        text = re.sub(rf"<@!?{me.id}>", "", native.content).strip()
+        links = [Link(u, "text") for u in urls_in(native.content)]
+        links += [Link(e.url, "embed") for e in native.embeds if e.url]
+        ref = native.reference
+        resolved = ref.resolved if ref is not None else None
+        return Message(
+            id=str(native.id), key=self._key(native.channel), author=self._actor(native.author), text=text,
+            attachments=tuple(self._attachment(a) for a in native.attachments),
+            links=tuple(dict.fromkeys(links)), reply_to_id=str(ref.message_id) if ref and ref.message_id else None,
+            mentions_bot=me.mentioned_in(native) and not native.mention_everyone,
+            is_direct=native.guild is None,
+            is_reply_to_bot=isinstance(resolved, discord.Message) and resolved.author.id == me.id,
+            received_at=time.time(), raw=native)
+
+    @staticmethod
+    def _key(channel: Any) -> ConversationKey:
+        if isinstance(channel, discord.Thread):
+            return ConversationKey(PLATFORM, str(channel.parent_id), str(channel.id))
+        return ConversationKey(PLATFORM, str(channel.id))
+
+    @staticmethod
+    def _actor(author: discord.User | discord.Member) -> Actor:
+        admin = isinstance(author, discord.Member) and (author.guild_permissions.manage_guild
+                                                        or author.guild_permissions.administrator)
+        return Actor(PLATFORM, str(author.id), author.display_name, author.bot, is_platform_admin=admin)
+
+    def _attachment(self, native: discord.Attachment) -> Attachment:
+        mime = native.content_type or ""
+        kind = AttachmentKind.VIDEO if mime.startswith("video/") else AttachmentKind.FILE
+        return Attachment(kind, native.filename, native.size, self.limit, "the bot's configured limit", mime,
+                          native.url, fetch=native.read)

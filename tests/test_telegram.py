@@ -1,0 +1,238 @@
+"""The Telegram adapter: the real python-telegram-bot against a fake Bot API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import aiohttp
+import pytest
+
+from bots.telegram import TelegramAdapter
+from core.config import TelegramSection
+from tests.fakes.telegram_api import BOT, FakeTelegram
+from tests.helpers import answer_with
+
+GROUP = -100
+
+
+@pytest.fixture
+async def fake():
+    server = await FakeTelegram().start()
+    yield server
+    await server.stop()
+
+
+async def start(app, fake: FakeTelegram, **settings) -> TelegramAdapter:
+    section = TelegramSection(base_url=fake.base_url, base_file_url=fake.base_file_url, poll_timeout=1,
+                              placeholder_delay=settings.pop("placeholder_delay", 0.0), **settings)
+    adapter = TelegramAdapter(app, section, fake.token)
+    await adapter.start()
+    return adapter
+
+
+@pytest.fixture
+async def telegram(app, fake):
+    adapter = await start(app, fake)
+    yield adapter
+    await adapter.stop_intake()
+    await adapter.close()
+
+
+async def test_direct_message_gets_a_persona_reply(app, fake, telegram):
+    await fake.push(fake.message("Hello! Who are you?"))
+    greeting, reply = await fake.wait_for("sendMessage", 2)  # a chat's first meeting opens with the greeting
+    assert "I run the backstage" in greeting.params["text"]
+    assert reply.params["chat_id"] == "1" and reply.params["text"].strip()
+    typing = await fake.wait_for("sendChatAction", action="typing")
+    assert typing[0].at < reply.at, "a typing indicator while the model works"
+    await app.dispatcher.idle()
+    history = app.history.recent("telegram:1", "wren", 5)
+    assert history and history[-1].user_text == "Hello! Who are you?"
+    menu = fake.sent("setMyCommands")[0].params["commands"]
+    assert {"character", "reset", "mode", "help"} <= {c["command"] for c in menu}
+
+
+async def test_group_answers_mentions_and_replies_only(app, fake, telegram):
+    seen = []
+
+    async def echo(ctx):
+        seen.append(ctx.message.text)
+        await ctx.say(f"echo: {ctx.message.text}")
+
+    answer_with(app, echo)
+    await fake.push(fake.message("just chatting", chat_id=GROUP, chat_type="group"))
+    mention = fake.message("@wren_bot are you there?", chat_id=GROUP, chat_type="group",
+                           entities=[{"type": "mention", "offset": 0, "length": 9}])
+    await fake.push(mention)
+    bot_message = {"message_id": 5, "date": 0, "chat": {"id": GROUP, "type": "group"}, "from": BOT, "text": "hi"}
+    await fake.push(fake.message("replying to you", chat_id=GROUP, chat_type="group", reply_to_message=bot_message))
+    replies = await fake.wait_for("sendMessage", 2)
+    assert seen == ["are you there?", "replying to you"]  # the unaddressed message was ignored
+    assert replies[0].params["reply_parameters"]["message_id"] == mention["message_id"]
+
+
+async def test_forum_topics_are_separate_conversations(app, fake, telegram):
+    keys = []
+
+    async def record(ctx):
+        keys.append(str(ctx.message.key))
+        await ctx.say("ok")
+
+    answer_with(app, record)
+    for topic in (11, 12):
+        await fake.push(fake.message("@wren_bot hi", chat_id=GROUP, chat_type="supergroup", is_topic_message=True,
+                                     message_thread_id=topic, entities=[{"type": "mention", "offset": 0,
+                                                                         "length": 9}]))
+    replies = await fake.wait_for("sendMessage", 2)
+    assert keys == [f"telegram:{GROUP}/11", f"telegram:{GROUP}/12"]
+    assert [r.params["message_thread_id"] for r in replies] == ["11", "12"]
+
+
+async def test_long_reply_is_split_at_4096_on_line_boundaries(app, fake, telegram):
+    lines = [f"line {i:04d} " + "x" * 90 for i in range(100)]
+
+    async def long(ctx):
+        await ctx.stream().finish("\n".join(lines))
+
+    answer_with(app, long)
+    await fake.push(fake.message("tell me everything"))
+    parts = [c.params["text"] for c in await fake.wait_for("sendMessage", 3)]
+    assert all(len(p) <= 4096 for p in parts)
+    assert "\n".join(parts).split("\n") == lines  # nothing lost, no line cut in two
+
+
+async def test_streamed_reply_edits_are_throttled(app, fake):
+    adapter = await start(app, fake, edit_interval=0.3)
+    words = [f"word{i} " for i in range(40)]
+    release = asyncio.Event()
+
+    async def slow_model(ctx):
+        stream, text = ctx.stream(), ""
+        for i, word in enumerate(words):
+            text += word
+            await stream.update(text)
+            if i == 0:
+                await fake.wait_for("sendMessage")  # the placeholder is out before more text arrives
+            await asyncio.sleep(0.02)  # the model's pace, not synchronisation
+        await stream.finish(text)
+        release.set()
+
+    answer_with(app, slow_model)
+    await fake.push(fake.message("stream please"))
+    await release.wait()
+    edits = fake.sent("editMessageText")
+    assert len(edits) >= 2
+    gaps = [b.at - a.at for a, b in zip(edits, edits[1:])]
+    assert min(gaps[:-1] or [1]) >= 0.25, gaps  # at most one edit per interval (the final one may be sooner)
+    assert edits[-1].params["text"] == "".join(words).strip()
+    await adapter.stop_intake()
+    await adapter.close()
+
+
+async def test_video_is_downloaded_for_the_core(app, fake, telegram):
+    got = []
+
+    async def watch(ctx):
+        got.append(await ctx.message.attachments[0].read())
+        await ctx.say("seen it")
+
+    answer_with(app, watch)
+    fake.add_file("clip1", b"\x00\x00\x00\x18ftypmp42 fake clip")
+    await fake.push(fake.message(caption="what happens here?", video={
+        "file_id": "clip1", "file_unique_id": "u1", "width": 64, "height": 64, "duration": 1,
+        "file_size": 26, "mime_type": "video/mp4"}))
+    await fake.wait_for("sendMessage")
+    assert got == [b"\x00\x00\x00\x18ftypmp42 fake clip"]
+    assert [c.method for c in fake.calls if c.method in ("getFile", "download")] == ["getFile", "download"]
+
+
+async def test_oversized_video_is_refused_without_download(app, fake, telegram):
+    fake.add_file("big", b"", size=25 * 1024 * 1024)
+    await fake.push(fake.message(video={"file_id": "big", "file_unique_id": "u2", "width": 64, "height": 64,
+                                        "duration": 60, "file_size": 25 * 1024 * 1024}))
+    reply = (await fake.wait_for("sendMessage"))[0].params["text"]
+    assert "20 MB" in reply and "26.2 MB" in reply
+    assert not fake.sent("getFile") and not fake.sent("download")
+
+
+async def test_links_come_from_entities(app, fake, telegram):
+    links = []
+
+    async def record(ctx):
+        links.extend(link.url for link in ctx.message.links)
+        await ctx.say("noted")
+
+    answer_with(app, record)
+    text = "see example.org/a and this"
+    await fake.push(fake.message(text, entities=[
+        {"type": "url", "offset": 4, "length": 13},
+        {"type": "text_link", "offset": 22, "length": 4, "url": "https://news.example/story"}]))
+    await fake.wait_for("sendMessage")
+    assert links == ["example.org/a", "https://news.example/story"]
+
+
+async def test_admin_command_needs_a_chat_administrator(app, fake, telegram):
+    fake.admins[GROUP] = [8]
+    await fake.push(fake.message("/mode all", chat_id=GROUP, chat_type="group", user_id=7))
+    await fake.push(fake.message("/mode@wren_bot all", chat_id=GROUP, chat_type="group", user_id=8))
+    refused, accepted = [c.params["text"] for c in await fake.wait_for("sendMessage", 2)]
+    assert "needs admin level" in refused
+    assert "needs" not in accepted
+    assert app.settings.get(f"telegram:{GROUP}", "mode") == "all"
+    assert len(fake.sent("getChatAdministrators")) == 1  # cached
+
+
+async def test_flood_limit_is_waited_out(app, fake, telegram):
+    async def answer(ctx):
+        await ctx.say("after the flood")
+
+    answer_with(app, answer)
+    fake.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
+    await fake.push(fake.message("hi"))
+    first, second = await fake.wait_for("sendMessage", 2)
+    assert second.params["text"] == "after the flood"
+    assert second.at - first.at >= 0.9
+
+
+async def test_html_parse_error_retries_as_plain_text(app, fake, telegram):
+    async def answer(ctx):
+        await ctx.say("**bold** claim <b>")
+
+    answer_with(app, answer)
+    fake.fail_next("sendMessage", 400, "Bad Request: can't parse entities: unclosed tag",
+                   when=lambda p: p.get("parse_mode") == "HTML")
+    await fake.push(fake.message("hi"))
+    html, plain = await fake.wait_for("sendMessage", 2)
+    assert html.params["text"] == "<b>bold</b> claim &lt;b&gt;"
+    assert plain.params["text"] == "**bold** claim <b>" and "parse_mode" not in plain.params
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_webhook_mode_checks_the_secret_token(app, fake, monkeypatch):
+    monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", "s3cret")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    adapter = await start(app, fake, webhook_url=url, listen="127.0.0.1", port=port)
+    try:
+        hook = fake.sent("setWebhook")[0].params
+        assert hook["url"] == url and hook["secret_token"] == "s3cret"
+        update = {"update_id": 1, "message": fake.message("via webhook")}
+        async with aiohttp.ClientSession() as http:
+            bad = await http.post(url, data=json.dumps(update), headers={
+                "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": "wrong"})
+            assert bad.status == 403
+            good = await http.post(url, data=json.dumps({**update, "update_id": 2}), headers={
+                "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": "s3cret"})
+            assert good.status == 200
+        replies = await fake.wait_for("sendMessage")
+        assert len(replies) == 1 and not fake.sent("getUpdates")
+    finally:
+        await adapter.stop_intake()
+        await adapter.close()
