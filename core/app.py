@@ -5,9 +5,14 @@ Models load on first use, so `greenroom character list` does not wait for a lang
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import re
+import shutil
 import sys
+import tempfile
 from functools import cached_property
 from pathlib import Path
 
@@ -16,7 +21,7 @@ from core.chat_commands import commands
 from core.commands import Access, Context
 from core.config import Config, secret
 from core.dispatch import Dispatcher, Route
-from core.events import Attachment, AttachmentKind
+from core.events import Attachment, AttachmentError, AttachmentKind
 from core.persona import PersonaEngine
 from core.ratelimit import RateLimiter
 from memory.cards import character_to_card
@@ -96,7 +101,7 @@ class Greenroom:
 
         try:
             answer = await self.commands.run(ctx, name, args, audit)
-        except (CharacterError, ModelFileError, StoreError) as e:
+        except (CharacterError, ModelFileError, StoreError, AttachmentError) as e:
             answer = str(e)
         if answer:
             await ctx.say(answer)
@@ -115,10 +120,14 @@ class Greenroom:
         except (CharacterError, StoreError) as e:
             await ctx.say(str(e))
 
-    def load_character(self, path: str | Path, name: str | None = None, progress: bool = False) -> tuple[LoadResult, str]:
-        """Read a character package in any supported format and load it (atomically)."""
+    def load_character(self, path: str | Path, name: str | None = None, progress: bool = False,
+                       source_path: Path | None = None) -> tuple[LoadResult, str]:
+        """Read a character package in any supported format and load it (atomically).
+
+        ``source_path`` is where a reload finds it, when that is not ``path`` (an upload being staged).
+        """
         imported = read_character(path, name, column_name(self.embedder.name), self.embedder.dim)
-        source = {"path": str(Path(path).expanduser().resolve()), "name": name}
+        source = {"path": str(source_path or Path(path).expanduser().resolve()), "name": name}
         cid = imported.character.id
         previous = self.library.source_of(cid).get("path")
         if previous and previous != source["path"]:
@@ -126,6 +135,23 @@ class Greenroom:
                                  f"with --name NAME, or remove '{cid}' first")
         result = self.library.load(imported.character, progress=progress, vectors=imported.vectors, source=source)
         return result, imported.note
+
+    async def load_upload(self, attachment: Attachment, name: str | None) -> tuple[LoadResult, str]:
+        """Load a character file sent in chat. It is kept in `uploads/` (for /character reload) only
+        once it has loaded; a failed load leaves the previous upload in place."""
+        data = await attachment.read()
+        uploads = self.data_dir / "uploads"
+        uploads.mkdir(exist_ok=True)
+        filename = re.sub(r"[^\w.-]", "_", Path(attachment.filename).name).lstrip(".") or "character"
+        staging = Path(tempfile.mkdtemp(dir=uploads, prefix=".incoming-"))
+        try:
+            incoming = staging / filename
+            incoming.write_bytes(data)
+            loaded = await asyncio.to_thread(self.load_character, incoming, name, source_path=uploads / filename)
+            os.replace(incoming, uploads / filename)
+            return loaded
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def export_character(self, character_id: str, out: Path, format: str) -> int:
         """Write a character as a V2 card (JSON) or a ChatHaruhi role jsonl with this embedder's

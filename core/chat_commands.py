@@ -18,7 +18,10 @@ def _split(args: str) -> list[str]:
         raise CharacterError(f"could not read the arguments ({e})") from None
 
 
-@commands.add("character load", Level.ADMIN, "/character load PATH [--name NAME]",
+LOAD_USAGE = "Usage: /character load PATH [--name NAME], or send a character file with /character load as its caption"
+
+
+@commands.add("character load", Level.ADMIN, "/character load PATH|attached file [--name NAME]",
               "load or update a character (ChatHaruhi folder, .zip, .jsonl, or a card)")
 async def character_load(ctx: Context, args: str) -> str:
     words = _split(args)
@@ -26,12 +29,16 @@ async def character_load(ctx: Context, args: str) -> str:
     if "--name" in words:
         at = words.index("--name")
         if at + 1 >= len(words):
-            return "Usage: /character load PATH [--name NAME]"
+            return LOAD_USAGE
         name = words[at + 1]
         del words[at:at + 2]
-    if len(words) != 1:
-        return "Usage: /character load PATH [--name NAME]"
-    result, note = await asyncio.to_thread(ctx.app.load_character, words[0], name)
+    files = ctx.message.attachments
+    if len(words) + len(files) != 1:
+        return LOAD_USAGE
+    if files:
+        result, note = await ctx.app.load_upload(files[0], name)
+    else:
+        result, note = await asyncio.to_thread(ctx.app.load_character, words[0], name)
     character = result.character
     if not result.changed:
         return f"{character.name} ({character.id}) is already loaded with the same content."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, AsyncIterator
 
 from core.events import Actor, ConversationKey, Message
 from core.reply import SentRef
@@ -52,3 +52,37 @@ def answer_with(app, handler, priority: int = 50) -> None:
     from core.dispatch import Route
 
     app.dispatcher.add_route(Route(priority, "test stub", lambda ctx: ctx.message.command is None, handler))
+
+
+@asynccontextmanager
+async def running(adapter) -> AsyncIterator[Any]:
+    """A started platform adapter, stopped and closed afterwards."""
+    await adapter.start()
+    try:
+        yield adapter
+    finally:
+        await adapter.stop_intake()
+        await adapter.close()
+
+
+def slow_model(words: list[str], placeholder_out):
+    """A handler streaming ``words`` at a model's pace; it waits for ``placeholder_out()`` after the first."""
+    import asyncio
+
+    async def stream_words(ctx) -> None:
+        stream, text = ctx.stream(), ""
+        for i, word in enumerate(words):
+            text += word
+            await stream.update(text)
+            if i == 0:
+                await placeholder_out()
+            await asyncio.sleep(0.02)  # the model's pace, not synchronisation
+        await stream.finish(text)
+    return stream_words
+
+
+def assert_throttled(times: list[float], interval: float) -> None:
+    """At least two edits, and at most one per ``interval`` (the final edit may come sooner)."""
+    assert len(times) >= 2
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps[:-1] or [interval]) >= interval - 0.05, gaps

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 
@@ -11,31 +10,26 @@ from bots.discord import DiscordAdapter
 from core.config import DiscordSection
 from core.events import Actor, ConversationKey, Message
 from tests.fakes.discord_api import ADMIN_ROLE, CHANNEL, THREAD, FakeDiscord
-from tests.helpers import answer_with
+from tests.helpers import answer_with, assert_throttled, running, slow_model
 
 
 @pytest.fixture
 async def fake():
-    server = await FakeDiscord().start()
-    yield server
-    await server.stop()
+    async with FakeDiscord() as server:
+        yield server
 
 
-async def start(app, fake: FakeDiscord, **settings) -> DiscordAdapter:
-    section = DiscordSection(api_base=fake.api_base, gateway_url=fake.gateway_url,
-                             placeholder_delay=settings.pop("placeholder_delay", 0.0), **settings)
-    adapter = DiscordAdapter(app, section, "fake-token")
-    await adapter.start()
-    await fake.add_guild(admin_ids=("8",))
-    return adapter
+def adapter_for(app, fake: FakeDiscord, **settings) -> DiscordAdapter:
+    settings.setdefault("placeholder_delay", 0.0)
+    return DiscordAdapter(app, DiscordSection(api_base=fake.api_base, gateway_url=fake.gateway_url, **settings),
+                          "fake-token")
 
 
 @pytest.fixture
 async def discord_bot(app, fake):
-    adapter = await start(app, fake)
-    yield adapter
-    await adapter.stop_intake()
-    await adapter.close()
+    async with running(adapter_for(app, fake)) as adapter:
+        await fake.add_guild(admin_ids=("8",))
+        yield adapter
 
 
 def posts(fake: FakeDiscord, channel: str = CHANNEL) -> list[str]:
@@ -104,31 +98,16 @@ async def test_long_reply_is_split_at_2000_without_breaking_code(app, fake, disc
 
 
 async def test_streamed_reply_edits_are_throttled(app, fake):
-    adapter = await start(app, fake, edit_interval=0.3)
     words = [f"line{i} " for i in range(40)]
-
-    async def slow_model(ctx):
-        stream, text = ctx.stream(), ""
-        for i, word in enumerate(words):
-            text += word
-            await stream.update(text)
-            if i == 0:
-                await fake.wait_for("POST", "/channels/400/messages")
-            await asyncio.sleep(0.02)  # the model's pace, not synchronisation
-        await stream.finish(text)
-
-    answer_with(app, slow_model)
-    await fake.dispatch("MESSAGE_CREATE", fake.message("stream please"))
-    await fake.wait_for("POST", "/channels/400/messages")
-    await app.dispatcher.idle()
+    answer_with(app, slow_model(words, lambda: fake.wait_for("POST", "/channels/400/messages")))
+    async with running(adapter_for(app, fake, edit_interval=0.3)):
+        await fake.dispatch("MESSAGE_CREATE", fake.message("stream please"))
+        await fake.wait_for("POST", "/channels/400/messages")
+        await app.dispatcher.idle()
     edits = fake.sent("PATCH", "/channels/400/messages/")
-    assert len(edits) >= 2
-    gaps = [b.at - a.at for a, b in zip(edits, edits[1:])]
-    assert min(gaps[:-1] or [1]) >= 0.25, gaps
+    assert_throttled([e.at for e in edits], 0.3)
     assert edits[-1].body["content"] == "".join(words).strip()
     assert len(posts(fake, "400")) == 1  # one message, edited in place
-    await adapter.stop_intake()
-    await adapter.close()
 
 
 def video(fake: FakeDiscord, name: str, data: bytes, size: int | None = None) -> dict:

@@ -3,7 +3,8 @@
 import asyncio
 
 from core.commands import Access, CommandRegistry, Context, Level
-from core.dispatch import BUSY, Dispatcher, Route
+from core.dispatch import BUSY, CLOSING, CUT_OFF, Dispatcher, Route
+from core.ratelimit import RateLimiter
 from tests.helpers import RecordingReplier, message
 
 
@@ -131,3 +132,61 @@ async def test_cancel_stops_a_running_turn_and_releases_waiting_senders():
     assert d.cancel(message("x").key)
     await asyncio.wait_for(asyncio.gather(first, second), 1)
     assert d.queued == 0
+
+
+async def test_an_error_mid_reply_replaces_the_placeholder_and_the_id_is_logged(caplog):
+    d = make()
+
+    async def half_then_fail(ctx: Context) -> None:
+        await ctx.stream().update("Well, the thing about")
+        raise RuntimeError("model fell over")
+
+    d.add_route(Route(1, "half", lambda ctx: True, half_then_fail))
+    replier = RecordingReplier()
+    await (await d.submit(message("hi"), replier))
+    assert [kind for kind, _ in replier.events] == ["send", "edit"]
+    error_id = replier.messages[0].split("error id ")[1].rstrip(").")
+    assert replier.messages == [f"Sorry, something went wrong on my side (error id {error_id})."]
+    assert error_id in caplog.text and "model fell over" in caplog.text
+
+
+async def test_fast_senders_get_one_cooldown_notice_and_admins_are_not_limited():
+    now = [0.0]
+    d = Dispatcher(app=None, access=Access(frozenset(), frozenset({"test:helper"})), lane_depth=8, model_slots=1,
+                   chat_mode=lambda key: "mention", rate=RateLimiter(per_minute=6, burst=2, clock=lambda: now[0]))
+    handled: list[str] = []
+
+    async def record(ctx: Context) -> None:
+        handled.append(ctx.message.text)
+
+    d.add_route(Route(1, "record", lambda ctx: True, record))
+    replier = RecordingReplier()
+    for i in range(4):
+        await d.submit(message(f"m{i}"), replier)
+    for i in range(4):
+        await d.submit(message(f"admin{i}", user="helper"), replier)
+    now[0] = 10.0  # one token back after 10 s at 6 per minute
+    await d.submit(message("later"), replier)
+    await d.idle()
+    assert handled == ["m0", "m1", "admin0", "admin1", "admin2", "admin3", "later"]
+    assert replier.messages == ["You're sending messages faster than I can answer; please wait 10 s before the next one."]
+
+
+async def test_close_tells_senders_whose_turns_were_cut_off():
+    d = make()
+    started = asyncio.Event()
+
+    async def forever(ctx: Context) -> None:
+        await ctx.stream().update("Let me think")
+        started.set()
+        await asyncio.Event().wait()
+
+    d.add_route(Route(1, "forever", lambda ctx: True, forever))
+    running, waiting = RecordingReplier(), RecordingReplier()
+    await d.submit(message("first"), running)
+    queued = await d.submit(message("second"), waiting)
+    await started.wait()
+    await d.close(deadline=0.05)
+    await queued
+    assert running.messages == [CUT_OFF] and waiting.messages == [CUT_OFF]
+    assert await d.submit(message("after"), waiting) is None and waiting.messages[-1] == CLOSING

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 
@@ -12,32 +11,27 @@ import pytest
 from bots.telegram import TelegramAdapter
 from core.config import TelegramSection
 from tests.fakes.telegram_api import BOT, FakeTelegram
-from tests.helpers import answer_with
+from tests.helpers import answer_with, assert_throttled, running, slow_model
 
 GROUP = -100
 
 
 @pytest.fixture
 async def fake():
-    server = await FakeTelegram().start()
-    yield server
-    await server.stop()
+    async with FakeTelegram() as server:
+        yield server
 
 
-async def start(app, fake: FakeTelegram, **settings) -> TelegramAdapter:
-    section = TelegramSection(base_url=fake.base_url, base_file_url=fake.base_file_url, poll_timeout=1,
-                              placeholder_delay=settings.pop("placeholder_delay", 0.0), **settings)
-    adapter = TelegramAdapter(app, section, fake.token)
-    await adapter.start()
-    return adapter
+def adapter_for(app, fake: FakeTelegram, **settings) -> TelegramAdapter:
+    settings.setdefault("placeholder_delay", 0.0)
+    section = TelegramSection(base_url=fake.base_url, base_file_url=fake.base_file_url, poll_timeout=1, **settings)
+    return TelegramAdapter(app, section, fake.token)
 
 
 @pytest.fixture
 async def telegram(app, fake):
-    adapter = await start(app, fake)
-    yield adapter
-    await adapter.stop_intake()
-    await adapter.close()
+    async with running(adapter_for(app, fake)) as adapter:
+        yield adapter
 
 
 async def test_direct_message_gets_a_persona_reply(app, fake, telegram):
@@ -104,31 +98,15 @@ async def test_long_reply_is_split_at_4096_on_line_boundaries(app, fake, telegra
 
 
 async def test_streamed_reply_edits_are_throttled(app, fake):
-    adapter = await start(app, fake, edit_interval=0.3)
     words = [f"word{i} " for i in range(40)]
-    release = asyncio.Event()
-
-    async def slow_model(ctx):
-        stream, text = ctx.stream(), ""
-        for i, word in enumerate(words):
-            text += word
-            await stream.update(text)
-            if i == 0:
-                await fake.wait_for("sendMessage")  # the placeholder is out before more text arrives
-            await asyncio.sleep(0.02)  # the model's pace, not synchronisation
-        await stream.finish(text)
-        release.set()
-
-    answer_with(app, slow_model)
-    await fake.push(fake.message("stream please"))
-    await release.wait()
+    answer_with(app, slow_model(words, lambda: fake.wait_for("sendMessage")))
+    async with running(adapter_for(app, fake, edit_interval=0.3)):
+        await fake.push(fake.message("stream please"))
+        await fake.wait_for("sendMessage")
+        await app.dispatcher.idle()
     edits = fake.sent("editMessageText")
-    assert len(edits) >= 2
-    gaps = [b.at - a.at for a, b in zip(edits, edits[1:])]
-    assert min(gaps[:-1] or [1]) >= 0.25, gaps  # at most one edit per interval (the final one may be sooner)
+    assert_throttled([e.at for e in edits], 0.3)
     assert edits[-1].params["text"] == "".join(words).strip()
-    await adapter.stop_intake()
-    await adapter.close()
 
 
 async def test_video_is_downloaded_for_the_core(app, fake, telegram):
@@ -219,8 +197,7 @@ async def test_webhook_mode_checks_the_secret_token(app, fake, monkeypatch):
     monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", "s3cret")
     port = _free_port()
     url = f"http://127.0.0.1:{port}/hook"
-    adapter = await start(app, fake, webhook_url=url, listen="127.0.0.1", port=port)
-    try:
+    async with running(adapter_for(app, fake, webhook_url=url, listen="127.0.0.1", port=port)):
         hook = fake.sent("setWebhook")[0].params
         assert hook["url"] == url and hook["secret_token"] == "s3cret"
         update = {"update_id": 1, "message": fake.message("via webhook")}
@@ -233,6 +210,28 @@ async def test_webhook_mode_checks_the_secret_token(app, fake, monkeypatch):
             assert good.status == 200
         replies = await fake.wait_for("sendMessage")
         assert len(replies) == 1 and not fake.sent("getUpdates")
-    finally:
-        await adapter.stop_intake()
-        await adapter.close()
+
+
+async def test_chat_admin_loads_a_character_from_an_attached_file(app, fake, telegram):
+    from tests.test_cards import V2
+
+    fake.admins[GROUP] = [8]
+    fake.add_file("card", json.dumps(V2).encode())
+    fake.add_file("broken", b'{"spec": "chara_card_v2", "data": ')
+    fake.add_file("huge", b"", size=40 * 1024 * 1024)
+
+    def upload(file_id: str, filename: str, size: int) -> dict:
+        return fake.message(caption="/character load", chat_id=GROUP, chat_type="group", user_id=8, document={
+            "file_id": file_id, "file_unique_id": file_id, "file_name": filename, "mime_type": "application/json",
+            "file_size": size})
+
+    await fake.push(upload("card", "mira.json", len(json.dumps(V2))))
+    await fake.push(upload("broken", "mira.json", 34))
+    await fake.push(upload("huge", "mira.json", 40 * 1024 * 1024))
+    loaded, broken, huge = [c.params["text"] for c in await fake.wait_for("sendMessage", 3)]
+    assert loaded.startswith("Loaded Captain Mira (captain-mira)")
+    assert "mira.json" in broken and "JSON" in broken
+    assert "over the 20 MB limit" in huge
+    assert app.library.get("captain-mira").character.name == "Captain Mira"  # the failed upload changed nothing
+    assert (app.data_dir / "uploads" / "mira.json").read_bytes() == json.dumps(V2).encode()
+    assert [c.params["file_id"] for c in fake.sent("getFile")] == ["card", "broken"]

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.server import FakeServer
+
 APP_ID = 5000
 BOT = {"id": "9000", "username": "wren", "discriminator": "0", "global_name": "Wren", "avatar": None, "bot": True}
 GUILD = "100"
@@ -48,11 +50,11 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
 
 
-class FakeDiscord:
+class FakeDiscord(FakeServer[Call]):
     """REST under `/api/v10`, the gateway at `/gw`, attachment files under `/files/`."""
 
     def __init__(self) -> None:
-        self.calls: list[Call] = []
+        super().__init__()
         self.files: dict[str, bytes] = {}
         self.faults: list[tuple[str, Callable[[Call], bool], float]] = []
         self.reject_token = False
@@ -60,27 +62,16 @@ class FakeDiscord:
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = itertools.count(1)
         self._ids = itertools.count(10_000)
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    async def start(self) -> "FakeDiscord":
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/gw", self._gateway)
         app.router.add_get("/files/{name}", self._file)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
 
     async def stop(self) -> None:
         for ws in list(self._sockets):
             await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().stop()
 
     @property
     def api_base(self) -> str:
@@ -146,18 +137,9 @@ class FakeDiscord:
         return [c for c in self.calls if c.method == method and path_part in c.path]
 
     async def wait_for(self, method: str, path_part: str, count: int = 1, timeout: float = 30.0) -> list[Call]:
-        async def arrived() -> list[Call]:
-            async with self._changed:
-                await self._changed.wait_for(lambda: len(self.sent(method, path_part)) >= count)
-            return self.sent(method, path_part)
-        return await asyncio.wait_for(arrived(), timeout)
+        return await self.until(lambda: self.sent(method, path_part), count, timeout)
 
     # -- REST ------------------------------------------------------------------------------------
-    async def _record(self, call: Call) -> None:
-        async with self._changed:
-            self.calls.append(call)
-            self._changed.notify_all()
-
     async def _rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["path"]
         raw = await request.read()
@@ -167,7 +149,7 @@ class FakeDiscord:
         elif raw and request.content_type.startswith("multipart/"):
             body = {"multipart": raw.decode("utf-8", "replace")}
         call = Call(request.method, path, body)
-        await self._record(call)
+        await self.record(call)
         if self.reject_token:
             return _json({"message": "401: Unauthorized", "code": 0}, 401)
         for fault in self.faults:
@@ -206,7 +188,7 @@ class FakeDiscord:
 
     async def _file(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        await self._record(Call("GET", f"/files/{name}", None))
+        await self.record(Call("GET", f"/files/{name}", None))
         if name not in self.files:
             raise web.HTTPNotFound()
         return web.Response(body=self.files[name])
@@ -225,7 +207,7 @@ class FakeDiscord:
                 if payload["op"] == 1:
                     await ws.send_str(json.dumps({"op": 11}))
                 elif payload["op"] == 2:
-                    await self._record(Call("IDENTIFY", "/gw", payload["d"]))
+                    await self.record(Call("IDENTIFY", "/gw", payload["d"]))
                     await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": next(self._seq), "d": {
                         "v": 10, "user": BOT, "guilds": [], "session_id": "fake-session",
                         "resume_gateway_url": self.gateway_url,

@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from tests.fakes.server import FakeServer
+
 BOT = {"id": 999, "is_bot": True, "first_name": "Wren", "username": "wren_bot"}
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
 
@@ -45,12 +47,12 @@ def _value(raw: str) -> Any:
     return raw
 
 
-class FakeTelegram:
+class FakeTelegram(FakeServer[Call]):
     """Bot API routes `POST /bot{token}/{method}` and `GET /file/bot{token}/{path}`."""
 
     def __init__(self, token: str = "123456:TEST") -> None:
+        super().__init__()
         self.token = token
-        self.calls: list[Call] = []
         self.files: dict[str, bytes] = {}
         self.file_sizes: dict[str, int] = {}
         self.admins: dict[int, list[int]] = {}
@@ -59,27 +61,10 @@ class FakeTelegram:
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    # -- lifecycle ---------------------------------------------------------------------------
-    async def start(self) -> "FakeTelegram":
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.*}", self._file)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def stop(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     @property
     def base_url(self) -> str:
@@ -101,9 +86,9 @@ class FakeTelegram:
 
     async def push(self, message: dict[str, Any]) -> None:
         """Queue an update carrying ``message`` for the next getUpdates."""
-        async with self._changed:
+        async with self.changed:
             self._updates.append({"update_id": next(self._update_ids), "message": message})
-            self._changed.notify_all()
+            self.changed.notify_all()
 
     def message(self, text: str = "", chat_id: int = 1, user_id: int = 7, chat_type: str = "private",
                 first_name: str = "Ann", **extra: Any) -> dict[str, Any]:
@@ -123,18 +108,9 @@ class FakeTelegram:
 
     async def wait_for(self, method: str, count: int = 1, timeout: float = 30.0, **match: Any) -> list[Call]:
         """Wait until ``count`` calls of ``method`` (with these parameters) have arrived."""
-        async def arrived() -> list[Call]:
-            async with self._changed:
-                await self._changed.wait_for(lambda: len(self.sent(method, **match)) >= count)
-            return self.sent(method, **match)
-        return await asyncio.wait_for(arrived(), timeout)
+        return await self.until(lambda: self.sent(method, **match), count, timeout)
 
     # -- the API -------------------------------------------------------------------------------
-    async def _record(self, call: Call) -> None:
-        async with self._changed:
-            self.calls.append(call)
-            self._changed.notify_all()
-
     async def _api(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token or self.reject_token:
             return self._error(401, "Unauthorized")
@@ -143,7 +119,7 @@ class FakeTelegram:
             params = await request.json()
         else:
             params = {k: _value(v) if isinstance(v, str) else v for k, v in (await request.post()).items()}
-        await self._record(Call(method, params))
+        await self.record(Call(method, params))
         for fault in self.faults:
             if fault.method == method and fault.when(params):
                 self.faults.remove(fault)
@@ -172,9 +148,9 @@ class FakeTelegram:
         def pending() -> list[dict[str, Any]]:
             return [u for u in self._updates if u["update_id"] >= offset]
 
-        async with self._changed:
+        async with self.changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: bool(pending())), timeout)
+                await asyncio.wait_for(self.changed.wait_for(lambda: bool(pending())), timeout)
             except TimeoutError:
                 pass
             self._updates = pending()
@@ -200,7 +176,7 @@ class FakeTelegram:
 
     async def _file(self, request: web.Request) -> web.Response:
         file_id = request.match_info["path"].rsplit("/", 1)[-1]
-        await self._record(Call("download", {"file_id": file_id}))
+        await self.record(Call("download", {"file_id": file_id}))
         if file_id not in self.files:
             raise web.HTTPNotFound()
         return web.Response(body=self.files[file_id])
