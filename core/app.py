@@ -16,6 +16,8 @@ import tempfile
 from functools import cached_property
 from pathlib import Path
 
+from yarl import URL
+
 from core.audit import AuditLog
 from core.chat_commands import commands
 from core.commands import Access, Context
@@ -34,12 +36,15 @@ from memory.importers import read_character
 from memory.library import Library, LoadResult
 from memory.settings import Settings
 from memory.store import EdgeStore, MemoryStore, ServerStore, StoreError
+from models.fakenews.fetch import FetchError, SafeFetcher
 from models.files import ModelFileError
 from models.llm import LLM, load_llm
 
 log = logging.getLogger(__name__)
 
 DEMO_CHARACTERS = Path(__file__).resolve().parent.parent / "memory" / "demo"
+CHARACTER_TYPES = ("application/json", "application/zip", "application/x-zip-compressed", "application/octet-stream",
+                   "application/jsonl", "application/x-ndjson", "text/plain", "image/png", "image/apng")
 
 
 class Greenroom:
@@ -101,7 +106,7 @@ class Greenroom:
 
         try:
             answer = await self.commands.run(ctx, name, args, audit)
-        except (CharacterError, ModelFileError, StoreError, AttachmentError) as e:
+        except (CharacterError, ModelFileError, StoreError, AttachmentError, FetchError) as e:
             answer = str(e)
         if answer:
             await ctx.say(answer)
@@ -121,13 +126,16 @@ class Greenroom:
             await ctx.say(str(e))
 
     def load_character(self, path: str | Path, name: str | None = None, progress: bool = False,
-                       source_path: Path | None = None) -> tuple[LoadResult, str]:
+                       source_path: Path | None = None, url: str | None = None) -> tuple[LoadResult, str]:
         """Read a character package in any supported format and load it (atomically).
 
-        ``source_path`` is where a reload finds it, when that is not ``path`` (an upload being staged).
+        ``source_path`` is where the file is kept, when that is not ``path`` (an upload being
+        staged); ``url`` is where a reload fetches it again.
         """
         imported = read_character(path, name, column_name(self.embedder.name), self.embedder.dim)
         source = {"path": str(source_path or Path(path).expanduser().resolve()), "name": name}
+        if url:
+            source["url"] = url
         cid = imported.character.id
         previous = self.library.source_of(cid).get("path")
         if previous and previous != source["path"]:
@@ -137,17 +145,29 @@ class Greenroom:
         return result, imported.note
 
     async def load_upload(self, attachment: Attachment, name: str | None) -> tuple[LoadResult, str]:
-        """Load a character file sent in chat. It is kept in `uploads/` (for /character reload) only
-        once it has loaded; a failed load leaves the previous upload in place."""
-        data = await attachment.read()
+        """Load a character file sent in chat."""
+        return await self._load_bytes(attachment.filename, await attachment.read(), name)
+
+    async def load_url(self, url: str, name: str | None) -> tuple[LoadResult, str]:
+        """Load a character from a link, through the safe fetcher (public addresses, size and time limits)."""
+        c = self.config.fetch
+        fetcher = SafeFetcher(c.deadline, int(c.max_character_mb * 1_000_000), c.allow)
+        fetched = await fetcher.get(url, CHARACTER_TYPES)
+        return await self._load_bytes(URL(fetched.url).name or "character", fetched.body, name, url)
+
+    async def _load_bytes(self, filename: str, data: bytes, name: str | None,
+                          url: str | None = None) -> tuple[LoadResult, str]:
+        """Load a character file that came over the network. It is kept in `uploads/` (for
+        /character reload) only once it has loaded; a failed load leaves the previous one in place."""
         uploads = self.data_dir / "uploads"
         uploads.mkdir(exist_ok=True)
-        filename = re.sub(r"[^\w.-]", "_", Path(attachment.filename).name).lstrip(".") or "character"
+        filename = re.sub(r"[^\w.-]", "_", Path(filename).name).lstrip(".") or "character"
         staging = Path(tempfile.mkdtemp(dir=uploads, prefix=".incoming-"))
         try:
             incoming = staging / filename
             incoming.write_bytes(data)
-            loaded = await asyncio.to_thread(self.load_character, incoming, name, source_path=uploads / filename)
+            loaded = await asyncio.to_thread(self.load_character, incoming, name, source_path=uploads / filename,
+                                             url=url)
             os.replace(incoming, uploads / filename)
             return loaded
         finally:

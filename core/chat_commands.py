@@ -18,10 +18,11 @@ def _split(args: str) -> list[str]:
         raise CharacterError(f"could not read the arguments ({e})") from None
 
 
-LOAD_USAGE = "Usage: /character load PATH [--name NAME], or send a character file with /character load as its caption"
+LOAD_USAGE = ("Usage: /character load PATH|URL [--name NAME], or send a character file with /character load "
+              "as its caption")
 
 
-@commands.add("character load", Level.ADMIN, "/character load PATH|attached file [--name NAME]",
+@commands.add("character load", Level.ADMIN, "/character load PATH|URL|attached file [--name NAME]",
               "load or update a character (ChatHaruhi folder, .zip, .jsonl, or a card)")
 async def character_load(ctx: Context, args: str) -> str:
     words = _split(args)
@@ -37,6 +38,8 @@ async def character_load(ctx: Context, args: str) -> str:
         return LOAD_USAGE
     if files:
         result, note = await ctx.app.load_upload(files[0], name)
+    elif words[0].lower().startswith(("http://", "https://")):
+        result, note = await ctx.app.load_url(words[0], name)
     else:
         result, note = await asyncio.to_thread(ctx.app.load_character, words[0], name)
     character = result.character
@@ -137,7 +140,10 @@ async def character_reload(ctx: Context, args: str) -> str:
     source = ctx.app.library.source_of(cid)
     if not source:
         return f"{cid} was not loaded from a file I can read again; load it with /character load PATH."
-    result, note = await asyncio.to_thread(ctx.app.load_character, source["path"], source.get("name"))
+    if source.get("url"):
+        result, note = await ctx.app.load_url(source["url"], source.get("name"))
+    else:
+        result, note = await asyncio.to_thread(ctx.app.load_character, source["path"], source.get("name"))
     if not result.changed:
         return f"{result.character.name} is unchanged."
     return f"Reloaded {result.character.name}: {result.stories} stories ({note})."

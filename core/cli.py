@@ -22,9 +22,11 @@ from core.config import ConfigError, load_config  # noqa: E402
 from memory.characters import CharacterError  # noqa: E402
 from memory.db import DataDirError  # noqa: E402
 from memory.store import StoreError  # noqa: E402
+from models.fakenews.fetch import FetchError  # noqa: E402
 from models.files import ModelFileError  # noqa: E402
 
-EXPECTED = (ConfigError, DataDirError, ModelFileError, CharacterError, StoreError, ConnectionError, AdapterError)
+EXPECTED = (ConfigError, DataDirError, ModelFileError, CharacterError, StoreError, ConnectionError, AdapterError,
+            FetchError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     csub = character.add_subparsers(dest="action", required=True)
     load = csub.add_parser("load", parents=[common],
                            help="load or update a character: ChatHaruhi folder or .zip, role .jsonl, or card")
-    load.add_argument("path")
+    load.add_argument("path", help="a folder, file or http(s) link")
     load.add_argument("--name", help="character name (default: from the folder)")
     listing = csub.add_parser("list", parents=[common], help="list loaded characters")
     listing.add_argument("--json", action="store_true")
@@ -111,7 +113,10 @@ def _character(app, args: argparse.Namespace) -> int:
     from memory.characters import slug
 
     if args.action == "load":
-        result, note = app.load_character(args.path, args.name, progress=sys.stderr.isatty())
+        if args.path.lower().startswith(("http://", "https://")):
+            result, note = asyncio.run(app.load_url(args.path, args.name))
+        else:
+            result, note = app.load_character(args.path, args.name, progress=sys.stderr.isatty())
         character = result.character
         if result.changed:
             print(f"loaded {character.name} ({character.id}): {result.stories} stories, "

