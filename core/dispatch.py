@@ -93,7 +93,8 @@ class Dispatcher:
         if self.closing:
             await replier.send(CLOSING)
             return None
-        if self.access.level(message.author) < Level.ADMIN and (wait := self.rate.check(message.author.ref)) is not None:
+        wait = None if self.access.level(message.author) >= Level.ADMIN else self.rate.check(message.author.ref)
+        if wait is not None:
             if wait:
                 await replier.send(f"You're sending messages faster than I can answer; "
                                    f"please wait {wait:.0f} s before the next one.")
@@ -130,6 +131,11 @@ class Dispatcher:
                 lane.get_nowait().done.set_result(None)
             if not self._workers:
                 self._idle.set()
+
+    def _drain(self, key: ConversationKey) -> list[_Item]:
+        """Take out the messages still waiting in a conversation's lane."""
+        lane = self._lanes.get(key)
+        return [lane.get_nowait() for _ in range(lane.qsize())] if lane else []
 
     def cancel(self, key: ConversationKey) -> bool:
         """Stop the turn running in a conversation (a user's Ctrl-C); False if none runs."""
@@ -169,7 +175,7 @@ class Dispatcher:
         _, pending = await asyncio.wait(workers.values(), timeout=deadline)
         cut_off = [key for key, task in workers.items() if task in pending]
         running = [self._running[key] for key in cut_off if key in self._running]
-        waiting = [lane.get_nowait() for key in cut_off if (lane := self._lanes.get(key)) for _ in range(lane.qsize())]
+        waiting = [item for key in cut_off for item in self._drain(key)]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -169,7 +169,8 @@ async def test_fast_senders_get_one_cooldown_notice_and_admins_are_not_limited()
     await d.submit(message("later"), replier)
     await d.idle()
     assert handled == ["m0", "m1", "admin0", "admin1", "admin2", "admin3", "later"]
-    assert replier.messages == ["You're sending messages faster than I can answer; please wait 10 s before the next one."]
+    assert replier.messages == ["You're sending messages faster than I can answer; "
+                                "please wait 10 s before the next one."]
 
 
 async def test_close_tells_senders_whose_turns_were_cut_off():

@@ -9,22 +9,20 @@ import sys
 
 import pytest
 
-from bots.discord import DiscordAdapter
 from bots.runner import enabled_adapters, serve
-from bots.telegram import TelegramAdapter
-from core.config import ConfigError, DiscordSection, TelegramSection, load_config
+from core.config import ConfigError, load_config
 from core.dispatch import CUT_OFF
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import answer_with
+from tests.test_discord import adapter_for as discord_adapter
+from tests.test_telegram import adapter_for as telegram_adapter
 
 
 @pytest.fixture
 async def fakes():
-    tg, dc = await FakeTelegram().start(), await FakeDiscord().start()
-    yield tg, dc
-    await tg.stop()
-    await dc.stop()
+    async with FakeTelegram() as tg, FakeDiscord() as dc:
+        yield tg, dc
 
 
 @pytest.fixture
@@ -36,10 +34,7 @@ def config_file(config_file):
 
 async def test_sigterm_lets_running_turns_finish_and_tells_the_cut_off(app, fakes):
     tg, dc = fakes
-    telegram = TelegramAdapter(app, TelegramSection(base_url=tg.base_url, base_file_url=tg.base_file_url,
-                                                    poll_timeout=1, placeholder_delay=0), tg.token)
-    discord = DiscordAdapter(app, DiscordSection(api_base=dc.api_base, gateway_url=dc.gateway_url,
-                                                 placeholder_delay=0), "token")
+    telegram, discord = telegram_adapter(app, tg), discord_adapter(app, dc)
     started, release = asyncio.Event(), asyncio.Event()
     waiting: set[str] = set()
 

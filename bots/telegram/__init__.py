@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from urllib.parse import urlparse
 
 os.environ.setdefault("PTB_TIMEDELTA", "1")  # RetryAfter.retry_after as a timedelta (PTB's future default)
 
@@ -137,8 +138,6 @@ class TelegramAdapter:
         log.info("telegram: @%s is %s", bot.username, "on a webhook" if self.settings.webhook_url else "polling")
 
     def _webhook_path(self) -> str:
-        from urllib.parse import urlparse
-
         return urlparse(self.settings.webhook_url).path.lstrip("/")
 
     async def watch(self) -> None:

@@ -28,7 +28,8 @@ def greenroom(data: Path):
     from core.config import load_config
     from core.dispatch import Route
 
-    app = Greenroom(load_config(environ={"GREENROOM_DATA_DIR": str(data), "GREENROOM__DISPATCH__USER_RATE_PER_MINUTE": "0"}))
+    app = Greenroom(load_config(environ={"GREENROOM_DATA_DIR": str(data),
+                                         "GREENROOM__DISPATCH__USER_RATE_PER_MINUTE": "0"}))
 
     async def stub(ctx) -> None:
         await ctx.say(f"ok {ctx.message.id}")
