@@ -1,4 +1,4 @@
-"""What both chat adapters share: the typing loop, retries, command menus and safe text."""
+"""What both chat adapters share: the start-up error, the typing loop, command menus, links in text."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import AsyncIterator, Awaitable, Callable
 from core.commands import CommandRegistry, Level
 
 log = logging.getLogger(__name__)
-
 
 
 class AdapterError(Exception):

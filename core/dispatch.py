@@ -126,9 +126,9 @@ class Dispatcher:
                         item.done.set_result(None)
         finally:  # cancelled: what was still waiting in this lane is dropped, its senders released
             self._workers.pop(key, None)
+            for waiting in self._drain(key):
+                waiting.done.set_result(None)
             self._lanes.pop(key, None)
-            while not lane.empty():
-                lane.get_nowait().done.set_result(None)
             if not self._workers:
                 self._idle.set()
 

@@ -81,10 +81,10 @@ class Attachment:
     def too_large(self) -> bool:
         return self.size > self.limit
 
-    def refusal(self) -> str:
-        """The message for a file over the limit."""
+    def refusal(self, size: int | None = None) -> str:
+        """The message for a file over the limit (``size``: what actually arrived, if not the stated size)."""
         note = f" ({self.limit_note})" if self.limit_note else ""
-        return (f"{self.filename} is {megabytes(self.size)}, over the {megabytes(self.limit)} limit{note}, "
+        return (f"{self.filename} is {megabytes(size or self.size)}, over the {megabytes(self.limit)} limit{note}, "
                 f"so I did not download it.")
 
     async def read(self) -> bytes:
@@ -95,7 +95,7 @@ class Attachment:
             raise AttachmentError(f"{self.filename} cannot be downloaded from here.")
         data = await self.fetch()
         if len(data) > self.limit:  # the platform under-reported the size
-            raise AttachmentError(self.refusal().replace(megabytes(self.size), megabytes(len(data)), 1))
+            raise AttachmentError(self.refusal(len(data)))
         return data
 
 

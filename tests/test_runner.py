@@ -88,13 +88,18 @@ def test_platforms_are_enabled_by_their_tokens(app, config_file, monkeypatch):
     assert enabled_adapters(app, load_config(config_file)) == []
 
 
-async def test_greenroom_run_serves_telegram_until_sigterm(fakes, config_file, tmp_path):
-    tg, _ = fakes
+async def greenroom_run(tg: FakeTelegram, config_file, *args: str, **pipes) -> asyncio.subprocess.Process:
+    """`greenroom run` as a process, with Telegram pointed at the fake."""
     env = {**os.environ, "TELEGRAM_TOKEN": tg.token, "GREENROOM__TELEGRAM__BASE_URL": f'"{tg.base_url}"',
            "GREENROOM__TELEGRAM__BASE_FILE_URL": f'"{tg.base_file_url}"', "GREENROOM__TELEGRAM__POLL_TIMEOUT": "1"}
     env.pop("DISCORD_TOKEN", None)
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "core.cli", "--config", str(config_file),
-                                                "run", env=env, stderr=asyncio.subprocess.PIPE)
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "core.cli", "--config", str(config_file),
+                                                "run", *args, env=env, stderr=asyncio.subprocess.PIPE, **pipes)
+
+
+async def test_greenroom_run_serves_telegram_until_sigterm(fakes, config_file):
+    tg, _ = fakes
+    proc = await greenroom_run(tg, config_file)
     await tg.wait_for("getUpdates", timeout=120)
     await tg.push(tg.message("/status"))
     status = (await tg.wait_for("sendMessage"))[0].params["text"]
@@ -104,13 +109,20 @@ async def test_greenroom_run_serves_telegram_until_sigterm(fakes, config_file, t
     assert "starting telegram" in (await proc.stderr.read()).decode()
 
 
+async def test_greenroom_run_with_the_console_ends_with_the_console(fakes, config_file):
+    tg, _ = fakes
+    proc = await greenroom_run(tg, config_file, "--console", stdin=asyncio.subprocess.PIPE,
+                               stdout=asyncio.subprocess.PIPE)
+    await tg.wait_for("getUpdates", timeout=120)  # Telegram runs alongside the console
+    out, _ = await asyncio.wait_for(proc.communicate(b"/status\n"), 120)  # then end of input
+    assert proc.returncode == 0
+    assert "character: wren" in out.decode()
+
+
 async def test_greenroom_run_names_a_rejected_token(fakes, config_file):
     tg, _ = fakes
     tg.reject_token = True
-    env = {**os.environ, "TELEGRAM_TOKEN": tg.token, "GREENROOM__TELEGRAM__BASE_URL": f'"{tg.base_url}"'}
-    env.pop("DISCORD_TOKEN", None)
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "core.cli", "--config", str(config_file),
-                                                "run", env=env, stderr=asyncio.subprocess.PIPE)
+    proc = await greenroom_run(tg, config_file)
     _, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 2
     assert err.decode().strip().splitlines()[-1] == "greenroom: telegram: the token in TELEGRAM_TOKEN was rejected"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -15,6 +14,7 @@ from discord import app_commands
 
 from bots.common import AdapterError, command_menu, urls_in
 from core.config import DiscordSection
+from core.dispatch import CLOSING
 from core.events import Actor, Attachment, AttachmentKind, ConversationKey, Link, Message
 from core.reply import SentRef
 
@@ -145,13 +145,13 @@ class DiscordAdapter:
 
     async def on_slash(self, interaction: discord.Interaction, name: str, args: str) -> None:
         if not self.accepting:
-            await interaction.response.send_message("I'm restarting; please try again in a minute.", ephemeral=True)
+            await interaction.response.send_message(CLOSING, ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
         channel = interaction.channel
         message = Message(id=str(interaction.id), key=self._key(channel), author=self._actor(interaction.user),
                           text=f"/{name} {args}".strip(), is_direct=interaction.guild is None, mentions_bot=True,
-                          received_at=time.time(), raw=interaction)
+                          raw=interaction)
         await self.app.dispatcher.submit(message, InteractionReplier(interaction, self.settings))
 
     def to_message(self, native: discord.Message) -> Message:
@@ -170,7 +170,7 @@ class DiscordAdapter:
             mentions_bot=me.mentioned_in(native) and not native.mention_everyone,
             is_direct=native.guild is None,
             is_reply_to_bot=isinstance(resolved, discord.Message) and resolved.author.id == me.id,
-            received_at=time.time(), raw=native)
+            raw=native)
 
     @staticmethod
     def _key(channel: Any) -> ConversationKey:

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
 MAX_LEN = 4096
-BOT_DOWNLOAD_LIMIT = 20 * 1024 * 1024  # getFile serves bots files up to 20 MB
+BOT_DOWNLOAD_LIMIT = 20_000_000  # getFile serves bots files up to 20 MB
 ADMIN_CACHE_SECONDS = 300
 RETRIES = 3
 
@@ -43,11 +43,13 @@ def _seconds(value: int | dt.timedelta) -> float:
 async def call_with_retry(send: Callable[..., Awaitable[Any]], text: str, **kwargs: Any) -> Any:
     """Send as HTML; wait out flood limits (429 retry_after); resend as plain text on a parse error."""
     html: dict[str, Any] = {"text": to_html(text), "parse_mode": ParseMode.HTML}
-    for attempt in range(RETRIES + 1):
+    waits = 0
+    while True:
         try:
             return await send(**html, **kwargs)
         except RetryAfter as e:
-            if attempt == RETRIES:
+            waits += 1
+            if waits > RETRIES:
                 raise
             log.warning("telegram flood limit: waiting %.1f s", _seconds(e.retry_after))
             await asyncio.sleep(_seconds(e.retry_after))
@@ -56,7 +58,6 @@ async def call_with_retry(send: Callable[..., Awaitable[Any]], text: str, **kwar
                 raise
             log.info("telegram rejected the HTML (%s); sending plain text", e.message)
             html = {"text": text}
-    raise AssertionError("unreachable")
 
 
 class TelegramReplier:
@@ -108,8 +109,9 @@ class TelegramAdapter:
         self.app = app
         self.settings = settings
         self.limit = int(settings.max_download_mb * 1_000_000)
-        if not settings.base_url:  # Telegram's own servers cap bot downloads
-            self.limit = min(self.limit, BOT_DOWNLOAD_LIMIT)
+        self.limit_note = "the bot's configured limit"
+        if not settings.base_url and self.limit >= BOT_DOWNLOAD_LIMIT:  # Telegram's own servers cap bot downloads
+            self.limit, self.limit_note = BOT_DOWNLOAD_LIMIT, "Telegram lets bots download files up to 20 MB"
         builder = Application.builder().token(token)
         if settings.base_url:
             builder = builder.base_url(settings.base_url)
@@ -186,7 +188,7 @@ class TelegramAdapter:
         return Message(id=str(tg.message_id), key=ConversationKey(PLATFORM, str(tg.chat_id), thread), author=author,
                        text=text, attachments=tuple(self._attachments(tg)), links=tuple(dict.fromkeys(links)),
                        reply_to_id=str(reply.message_id) if reply else None, mentions_bot=mentions_bot,
-                       is_direct=is_direct, is_reply_to_bot=is_reply_to_bot, received_at=time.time(), raw=tg)
+                       is_direct=is_direct, is_reply_to_bot=is_reply_to_bot, raw=tg)
 
     def _attachments(self, tg: TgMessage) -> list[Attachment]:
         found = []
@@ -198,9 +200,7 @@ class TelegramAdapter:
             if kind is AttachmentKind.FILE and mime.startswith("video/"):
                 kind = AttachmentKind.VIDEO
             filename = getattr(media, "file_name", None) or f"{kind.value}-{tg.message_id}"
-            note = ("Telegram lets bots download files up to 20 MB" if self.limit == BOT_DOWNLOAD_LIMIT
-                    else "the bot's configured limit")
-            found.append(Attachment(kind, filename, media.file_size or 0, self.limit, note, mime,
+            found.append(Attachment(kind, filename, media.file_size or 0, self.limit, self.limit_note, mime,
                                     fetch=self._fetcher(media.file_id)))
             if kind is AttachmentKind.VIDEO:
                 break  # an animation also carries its document: one attachment per file
