@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Awaitable, Callable
 
@@ -15,9 +14,6 @@ log = logging.getLogger(__name__)
 
 class AdapterError(Exception):
     """A platform that cannot start: a missing or rejected token, bad settings."""
-
-
-URL_RE = re.compile(r"https?://[^\s<>()\[\]{}\"']+[^\s<>()\[\]{}\"'.,;:!?]")
 
 
 @asynccontextmanager
@@ -58,8 +54,3 @@ def command_menu(commands: CommandRegistry, limit: int) -> list[tuple[str, str]]
             text += f" (also: {listed})"
         out.append((name, text if len(text) <= limit else text[: limit - 1] + "…"))
     return out
-
-
-def urls_in(text: str) -> list[str]:
-    """http(s) links in plain text, in order, without duplicates."""
-    return list(dict.fromkeys(URL_RE.findall(text)))

@@ -88,6 +88,7 @@ async def serve(app: "Greenroom", adapters: list[Adapter], console=None) -> int:
         for adapter in started:
             await adapter.stop_intake()
         await app.dispatcher.close(app.config.dispatch.shutdown_deadline)
+        await app.factcheck.close()  # link checks still running are dropped: nothing is stored mid-check
         for adapter in started:
             await adapter.close()
     return code

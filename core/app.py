@@ -24,6 +24,7 @@ from core.commands import Access, Context
 from core.config import Config, secret
 from core.dispatch import Dispatcher, Route
 from core.events import Attachment, AttachmentError, AttachmentKind
+from core.factcheck import FactCheck
 from core.persona import PersonaEngine
 from core.ratelimit import RateLimiter
 from memory.cards import character_to_card
@@ -36,6 +37,10 @@ from memory.importers import read_character
 from memory.library import Library, LoadResult
 from memory.settings import Settings
 from memory.store import EdgeStore, MemoryStore, ServerStore, StoreError
+from memory.verdicts import VerdictCache
+from models.fakenews.checker import LinkChecker
+from models.fakenews.data import DataError
+from models.fakenews.detector import load_detector
 from models.fakenews.fetch import FetchError, SafeFetcher
 from models.files import ModelFileError
 from models.llm import LLM, load_llm
@@ -82,6 +87,17 @@ class Greenroom:
         return Library(self.db, self.store, self.embedder, self.llm.count_tokens, self.llm.tokenizer_id)
 
     @cached_property
+    def link_checker(self) -> LinkChecker:
+        c = self.config
+        fetcher = SafeFetcher(c.fetch.deadline, int(c.fetch.max_article_mb * 1_000_000), c.fetch.allow)
+        return LinkChecker(fetcher, lambda: load_detector(c.factcheck.model or None, lambda: self.embedder),
+                           VerdictCache(self.db, c.factcheck.cache_minutes * 60), c.factcheck.threshold)
+
+    @cached_property
+    def factcheck(self) -> FactCheck:
+        return FactCheck(lambda: self.link_checker, self.settings, self.config.factcheck)
+
+    @cached_property
     def persona(self) -> PersonaEngine:
         return PersonaEngine(self.library, self.history, self.settings, self.llm, self.config.persona)
 
@@ -92,6 +108,7 @@ class Greenroom:
                                 c.dispatch.lane_depth, c.dispatch.model_slots,
                                 chat_mode=lambda key: self.settings.get(key.chat, "mode") or "mention",
                                 rate=RateLimiter(c.dispatch.user_rate_per_minute, c.dispatch.user_burst))
+        dispatcher.observers.append(self.factcheck.observe)
         dispatcher.add_route(Route(0, "commands", lambda ctx: ctx.message.command is not None, self._command))
         dispatcher.add_route(Route(5, "oversized videos", lambda ctx: any(self._oversized(ctx)), self._refuse,
                                    block=False))
@@ -106,7 +123,7 @@ class Greenroom:
 
         try:
             answer = await self.commands.run(ctx, name, args, audit)
-        except (CharacterError, ModelFileError, StoreError, AttachmentError, FetchError) as e:
+        except (CharacterError, ModelFileError, StoreError, AttachmentError, FetchError, DataError) as e:
             answer = str(e)
         if answer:
             await ctx.say(answer)

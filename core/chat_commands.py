@@ -178,3 +178,41 @@ def _acl(verdict: str):
 commands.add("allow", Level.ADMIN, "/allow user ID | /allow chat [ID]",
              "serve only allowed users or chats")(_acl("allow"))
 commands.add("deny", Level.ADMIN, "/deny user ID | /deny chat [ID]", "ignore a user or chat")(_acl("deny"))
+
+
+@commands.add("factcheck", Level.USER, "/factcheck URL", "check a link for fake news (always answers)")
+async def factcheck(ctx: Context, args: str) -> str:
+    chat = ctx.message.key.chat
+    checks = ctx.app.factcheck
+    if not args.strip():
+        state = "on" if checks.enabled(chat) else "off"
+        return (f"Usage: /factcheck URL. Links shared here are {'checked' if state == 'on' else 'not checked'} "
+                f"automatically (/factcheck on|off; flag threshold {checks.threshold(chat):g}).")
+    return await checks.on_request(ctx.message.key, args.split()[0])
+
+
+def _factcheck_switch(state: str):
+    async def run(ctx: Context, args: str) -> str:
+        ctx.app.settings.set(ctx.message.key.chat, "factcheck", state)
+        if state == "on":
+            return ("Links shared here will be checked; I'll only speak up about ones that look likely fake "
+                    f"(threshold {ctx.app.factcheck.threshold(ctx.message.key.chat):g}).")
+        return "Links shared here will not be checked (/factcheck URL still works)."
+    return run
+
+
+commands.add("factcheck on", Level.ADMIN, "/factcheck on", "check links shared in this chat")(_factcheck_switch("on"))
+commands.add("factcheck off", Level.ADMIN, "/factcheck off", "stop checking links here")(_factcheck_switch("off"))
+
+
+@commands.add("factcheck threshold", Level.ADMIN, "/factcheck threshold 0..1", "how likely fake a link must be "
+              "to be flagged here")
+async def factcheck_threshold(ctx: Context, args: str) -> str:
+    try:
+        value = float(args)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        return "Usage: /factcheck threshold 0..1 (e.g. 0.7: flag links the detector puts at 70% likely fake or more)"
+    ctx.app.settings.set(ctx.message.key.chat, "factcheck_threshold", f"{value:g}")
+    return f"Links here are flagged at {value:g} or more."

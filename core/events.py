@@ -6,6 +6,7 @@ handlers can be tested without any chat library.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -97,6 +98,14 @@ class Attachment:
         if len(data) > self.limit:  # the platform under-reported the size
             raise AttachmentError(self.refusal(len(data)))
         return data
+
+
+URL_RE = re.compile(r"https?://[^\s<>()\[\]{}\"']+[^\s<>()\[\]{}\"'.,;:!?]")
+
+
+def urls_in(text: str) -> list[str]:
+    """http(s) links in plain text, in order, without duplicates."""
+    return list(dict.fromkeys(URL_RE.findall(text)))
 
 
 @dataclass(frozen=True)

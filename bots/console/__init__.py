@@ -90,6 +90,7 @@ class Console:
         try:
             if done is not None:
                 await done
+            await self.app.factcheck.idle()  # a link flag belongs before the next prompt
         finally:
             self.replier.flush_message()
 

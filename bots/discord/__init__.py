@@ -12,10 +12,10 @@ import discord
 import yarl
 from discord import app_commands
 
-from bots.common import AdapterError, command_menu, urls_in
+from bots.common import AdapterError, command_menu
 from core.config import DiscordSection
 from core.dispatch import CLOSING
-from core.events import Actor, Attachment, AttachmentKind, ConversationKey, Link, Message
+from core.events import Actor, Attachment, AttachmentKind, ConversationKey, Link, Message, urls_in
 from core.reply import SentRef
 
 if TYPE_CHECKING:
