@@ -1,8 +1,8 @@
 """The fake-news detector: the probability that an article is fake, and that it reads as machine-written.
 
 The default backend runs on a CPU in milliseconds: the sentence embedder Greenroom already ships
-(all-MiniLM-L6-v2) reads the first 512 tokens of title + text (the length a RoBERTa-style model,
-as in the paper, would see) in windows, and two logistic-regression heads trained by
+(all-MiniLM-L6-v2) reads the first 508 tokens of title + text (two full windows of 254; a 512-token
+RoBERTa, as in the paper, reads 510 plus its two special tokens), and two logistic-regression heads trained by
 `greenroom fakenews train` score the mean vector. A model is one JSON file of weights (no pickle).
 """
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 FORMAT = "greenroom-fakenews/1"
 MODEL_FILE = "detector.json"
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default"
-MAX_TOKENS = 512  # what the paper's RoBERTa-style detectors read
+MAX_TOKENS = 508  # about what the paper's 512-token RoBERTa-style detectors read: two MiniLM windows
 
 
 @dataclass(frozen=True)

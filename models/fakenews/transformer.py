@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from models.fakenews.data import SUBCLASSES, DataError, Record
-from models.fakenews.detector import MAX_TOKENS, Score
+from models.fakenews.detector import Score
 from models.fakenews.extract import Article
 
 # Fine-tuning defaults: common practice for RoBERTa-style sequence classification, NOT taken from
@@ -19,6 +19,7 @@ from models.fakenews.extract import Article
 LEARNING_RATE = 2e-5
 EPOCHS = 3
 BATCH = 16
+MAX_TOKENS = 512  # the paper's RoBERTa input length, special tokens included
 WARMUP = 0.06
 
 
