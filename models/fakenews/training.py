@@ -3,7 +3,8 @@ share, and accuracy reported on HR, HF, MR and MF separately, next to a length-o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -84,7 +85,6 @@ class TrainedEmbedding:
     detector: EmbeddingDetector
     train_counts: dict[str, int]
     val: Evaluation | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def fit_embedding(features: EmbeddingFeatures, records: Sequence[Record], x: np.ndarray, phase: str,
@@ -163,7 +163,7 @@ def write_card(folder: Path, trained: TrainedEmbedding, data_name: str) -> None:
     if trained.val:
         lines += ["## Accuracy on the `val` rows (p_fake >= 0.5 means fake)", "", "```",
                   trained.val.table(), "```", ""]
-    (folder / "DATA_CARD.md").write_text("\n".join(lines + trained.notes), encoding="utf-8")
+    (folder / "DATA_CARD.md").write_text("\n".join(lines), encoding="utf-8")
 
 
 def fit_baseline_on(records: Sequence[Record]) -> LinearHead:
@@ -175,8 +175,6 @@ def fit_baseline_on(records: Sequence[Record]) -> LinearHead:
 def train_transformer(records: Sequence[Record], backbone: Path, phase: str, share: float | None,
                       out: Path) -> Evaluation | None:
     """Fine-tune a transformers checkpoint on the training mix; evaluated on `val` when there is one."""
-    import json
-
     from models.fakenews.detector import FORMAT, MODEL_FILE
     from models.fakenews.transformer import TransformersDetector, fine_tune
 
