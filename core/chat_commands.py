@@ -185,8 +185,7 @@ async def factcheck(ctx: Context, args: str) -> str:
     chat = ctx.message.key.chat
     checks = ctx.app.factcheck
     if not args.strip():
-        state = "on" if checks.enabled(chat) else "off"
-        return (f"Usage: /factcheck URL. Links shared here are {'checked' if state == 'on' else 'not checked'} "
+        return (f"Usage: /factcheck URL. Links shared here are {'checked' if checks.enabled(chat) else 'not checked'} "
                 f"automatically (/factcheck on|off; flag threshold {checks.threshold(chat):g}).")
     return await checks.on_request(ctx.message.key, args.split()[0])
 

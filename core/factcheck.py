@@ -88,11 +88,10 @@ class FactCheck:
     async def _flag(self, key: ConversationKey, urls: list[str], replier: Replier) -> None:
         for url in urls:
             try:
-                if self.checker.cached(url) is None and self.rate.check(key.chat) is not None:
+                verdict = await self._verdict(key, url)
+                if verdict is None:
                     log.info("link check skipped in %s: fetch limit reached", key.chat)
-                    continue
-                verdict = await self.checker.check(url, self.threshold(key.chat))
-                if verdict.verdict == "fake":
+                elif verdict.verdict == "fake":
                     await replier.send(describe(verdict))
             except asyncio.CancelledError:
                 raise
@@ -101,9 +100,15 @@ class FactCheck:
 
     async def on_request(self, key: ConversationKey, url: str) -> str:
         """`/factcheck URL`: always answers, whatever the verdict."""
-        if self.checker.cached(url) is None and self.rate.check(key.chat) is not None:
-            return "Too many links checked in this chat just now; try again in a minute."
-        return describe(await self.checker.check(url, self.threshold(key.chat)))
+        verdict = await self._verdict(key, url)
+        return describe(verdict) if verdict else "Too many links checked in this chat just now; try again in a minute."
+
+    async def _verdict(self, key: ConversationKey, url: str) -> Verdict | None:
+        """A link's verdict at the chat's threshold; None when the chat's fetch limit is reached
+        (cached verdicts are free)."""
+        if not self.checker.is_cached(url) and self.rate.check(key.chat) is not None:
+            return None
+        return await self.checker.check(url, self.threshold(key.chat))
 
     async def idle(self) -> None:
         """Wait for the checks in progress."""

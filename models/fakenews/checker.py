@@ -51,12 +51,11 @@ class LinkChecker:
         self.cache = cache
         self.threshold = threshold
 
-    def cached(self, raw_url: str) -> Verdict | None:
+    def is_cached(self, raw_url: str) -> bool:
         try:
-            found = self.cache.get(normalise(raw_url, self.fetcher.allow))
+            return self.cache.get(normalise(raw_url, self.fetcher.allow)) is not None
         except FetchError:
-            return None
-        return Verdict(**found) if found else None
+            return False
 
     async def detector(self) -> Detector:
         async with self._detector_lock:

@@ -108,15 +108,11 @@ def train_embedding(records: Sequence[Record], embedder: "Embedder", phase: str,
                     progress: bool = False) -> TrainedEmbedding:
     """Train the default backend on the `train` rows (cleaned); evaluate on `val` when there is one."""
     share = check_share(phase, share)
-    train = clean(split_rows(records, "train"))
-    val = [r for r in records if r.split == "val"]
-    features = EmbeddingFeatures(embedder)
-    x = features(articles(train + val), progress=progress)
+    features, train, val, x = _vectors(records, embedder, progress)
     detector = fit_embedding(features, train, x[:len(train)], phase, share)
     result = TrainedEmbedding(detector, counts(train))
     if val:
-        scores = [Score(float(p), None) for p in detector.fake.probability(x[len(train):])]
-        result.val = evaluate(detector, detector.baseline, val, scores)  # type: ignore[arg-type]
+        result.val = _judge(detector, val, x[len(train):])
     detector.card = {"phase": phase, "machine_share": share, "c": C, "train": result.train_counts,
                      "val": result.val.to_json() if result.val else None}
     return result
@@ -126,16 +122,26 @@ def sweep(records: Sequence[Record], embedder: "Embedder", points: Sequence[tupl
           progress: bool = False) -> list[tuple[str, float, Evaluation]]:
     """The paper's experiment: one detector per (phase, machine share), each evaluated per subclass
     on the `val` rows. Article vectors are computed once for all points."""
+    features, train, val, x = _vectors(records, embedder, progress)
+    if not val:
+        raise DataError("the data has no 'val' rows")
+    return [(phase, share, _judge(fit_embedding(features, train, x[:len(train)], phase, share), val,
+                                  x[len(train):])) for phase, share in points]
+
+
+def _vectors(records: Sequence[Record], embedder: "Embedder", progress: bool
+             ) -> tuple[EmbeddingFeatures, list[Record], list[Record], np.ndarray]:
+    """The cleaned `train` rows, the `val` rows, and the article vectors of both, computed once."""
     train = clean(split_rows(records, "train"))
-    val = split_rows(records, "val")
+    val = [r for r in records if r.split == "val"]
     features = EmbeddingFeatures(embedder)
-    x = features(articles(train + val), progress=progress)
-    rows = []
-    for phase, share in points:
-        detector = fit_embedding(features, train, x[:len(train)], phase, share)
-        scores = [Score(float(p), None) for p in detector.fake.probability(x[len(train):])]
-        rows.append((phase, share, evaluate(detector, detector.baseline, val, scores)))  # type: ignore[arg-type]
-    return rows
+    return features, train, val, features(articles(train + val), progress=progress)
+
+
+def _judge(detector: EmbeddingDetector, val: Sequence[Record], x_val: np.ndarray) -> Evaluation:
+    """Per-subclass accuracy on `val` from precomputed article vectors."""
+    scores = [Score(float(p), None) for p in detector.fake.probability(x_val)]
+    return evaluate(detector, detector.baseline, val, scores)  # type: ignore[arg-type]
 
 
 def sweep_table(rows: Sequence[tuple[str, float, Evaluation]]) -> str:
