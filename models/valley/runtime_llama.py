@@ -1,0 +1,78 @@
+"""The CPU runtime: the language model as GGUF in llama.cpp, visual rows injected through
+``llama_batch.embd`` (llama.cpp's own mmproj/clip path cannot run Valley: no plain linear
+projector, CLS dropped, no temporal pooling)."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+from models.valley.prompt import VisualRun
+
+
+class LlamaCppLanguage:
+    """Text runs go in as token batches, visual runs as embedding batches, at most ``n_batch`` rows each."""
+
+    def __init__(self, gguf: Path, n_ctx: int = 2048, n_threads: int = 0, n_batch: int = 512) -> None:
+        self.llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
+                                   n_threads=n_threads or None, verbose=False)
+        self.n_ctx = self.llm.n_ctx()
+        self.eos = self.llm.token_eos()
+        self.n_batch = n_batch
+        self.n_embd = llama_cpp.llama_model_n_embd(self.llm._model.model)
+        self.n_vocab = self.llm.n_vocab()
+        self._ctx = self.llm._ctx.ctx
+        self._pos = 0
+
+    def prefill(self, ids: list[int], rows: np.ndarray, runs: list[VisualRun]) -> np.ndarray:
+        if rows.shape[1] != self.n_embd:
+            raise ValueError(f"visual rows have {rows.shape[1]} dimensions, the language model {self.n_embd}")
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+        self._pos = 0
+        at = 0
+        for run in runs:
+            self._tokens(ids[at:run.start])
+            self._embeddings(np.ascontiguousarray(rows[run.row:run.row + run.length], dtype=np.float32))
+            at = run.start + run.length
+        self._tokens(ids[at:], logits=True)  # the prompt always ends in text, so the last row has logits
+        return self._logits()
+
+    def step(self, token: int) -> np.ndarray:
+        self._tokens([token], logits=True)
+        return self._logits()
+
+    def _logits(self) -> np.ndarray:
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, -1), shape=(self.n_vocab,)).copy()
+
+    def _tokens(self, tokens: list[int], logits: bool = False) -> None:
+        for at in range(0, len(tokens), self.n_batch):
+            chunk = tokens[at:at + self.n_batch]
+            last = logits and at + len(chunk) == len(tokens)
+            self._decode(len(chunk), 0, lambda b: [b.token.__setitem__(i, t) for i, t in enumerate(chunk)], last)
+
+    def _embeddings(self, rows: np.ndarray) -> None:
+        for at in range(0, len(rows), self.n_batch):
+            chunk = np.ascontiguousarray(rows[at:at + self.n_batch])
+            self._decode(len(chunk), self.n_embd, lambda b: ctypes.memmove(b.embd, chunk.ctypes.data, chunk.nbytes),
+                         False)
+
+    def _decode(self, n: int, n_embd: int, fill, logits_last: bool) -> None:
+        if self._pos + n > self.n_ctx:
+            raise ValueError(f"the prompt does not fit the {self.n_ctx}-token context")
+        batch = llama_cpp.llama_batch_init(n, n_embd, 1)
+        try:
+            fill(batch)
+            for i in range(n):
+                batch.pos[i] = self._pos + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = logits_last and i == n - 1
+            batch.n_tokens = n
+            if (rc := llama_cpp.llama_decode(self._ctx, batch)) != 0:
+                raise RuntimeError(f"llama_decode failed ({rc})")
+        finally:
+            llama_cpp.llama_batch_free(batch)
+        self._pos += n
