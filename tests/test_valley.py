@@ -10,7 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from models.valley.checkpoint import CheckpointError, Shards, read_config
+from models.valley.checkpoint import Shards, read_config
+from models.valley.errors import CheckpointError
 from models.valley.convert import apply_delta, check_gguf, convert
 from models.valley.generate import Decoding
 from models.valley.model import load_valley

@@ -13,15 +13,13 @@ import torch
 from safetensors import safe_open
 from transformers import LlamaConfig, LlamaTokenizer, PreTrainedTokenizerBase
 
+from models.valley.errors import CheckpointError
+
 VISION_PREFIX = "model.vision_tower.vision_model."
 PROJECTOR_PREFIX = "model.mm_projector."
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json")
 _DROPPED = ("rotary_emb.inv_freq",)  # buffers old transformers saved; not weights
-
-
-class CheckpointError(Exception):
-    """A folder that is not a usable Valley checkpoint, with what is wrong."""
 
 
 class Shards:

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from models.valley.checkpoint import (PROJECTOR_PREFIX, TOKENIZER_FILES, VISION_PREFIX, CheckpointError, Shards,
+from models.valley.checkpoint import (PROJECTOR_PREFIX, TOKENIZER_FILES, VISION_PREFIX, Shards,
                                       default_template, load_tokenizer, read_config)
+from models.valley.errors import CheckpointError
 from models.valley.prompt import IM_END, IM_PATCH, IM_START, VI_END, VI_FRAME, VI_START
 from models.valley.vision import layers_used, stored_layers
 

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from models.valley.checkpoint import (PROJECTOR_PREFIX, VISION_PREFIX, CheckpointError, Shards, default_template,
+from models.valley.checkpoint import (PROJECTOR_PREFIX, VISION_PREFIX, Shards, default_template,
                                       load_tokenizer, read_config)
+from models.valley.errors import RUNTIMES, CheckpointError
 from models.valley.generate import Answer, Decoding, LanguageRuntime, generate
 from models.valley.prompt import DEFAULT_QUESTION, TEMPLATES, TokenIds, render, visual_runs
 from models.valley.vision import VisualEncoder, build_tower, layers_used, projector_of, stored_layers
@@ -21,7 +22,6 @@ from models.video.frames import Limits, read_frames
 from models.video.transform import video_tensor
 
 log = logging.getLogger(__name__)
-RUNTIMES = ("auto", "gpu", "cpu")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from transformers import LlamaForCausalLM
 
-from models.valley.checkpoint import CheckpointError, Shards, llama_config
+from models.valley.checkpoint import Shards, llama_config
+from models.valley.errors import CheckpointError
 from models.valley.prompt import VisualRun
 
 

@@ -1,0 +1,232 @@
+"""Clips in the chat: the job queue, progress, follow-up questions, bad clips, and video switched off.
+
+Valley is a tiny random checkpoint converted for the CPU runtime (llama.cpp); the character's
+replies come from the real SmolLM2. Expected answers are computed with the same model outside
+the chat, so the tests check the flow (what reaches the model, what the user sees), not the text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import threading
+
+import pytest
+
+from core.app import Greenroom
+from core.config import load_config
+from core.events import Attachment, AttachmentKind
+from core.video import BUSY, OFF
+from models.valley.convert import convert
+from models.valley.generate import Decoding
+from models.valley.prompt import DEFAULT_QUESTION
+from tests.clips import lossless_clip, numbered_frames
+from tests.helpers import RecordingReplier, message
+from tests.valley_fixture import build_checkpoint
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    base = tmp_path_factory.mktemp("valley")
+    return convert(build_checkpoint(base / "ck"), base / "cpu", "f32") and base / "cpu"
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    return {n: lossless_clip(folder / f"{n}.mkv", numbered_frames(12, 80, 60, seed=i)).read_bytes()
+            for i, n in enumerate(("a", "b", "c"))}
+
+
+def make_app(config_file, embedder, llm, video: str) -> Greenroom:
+    config_file.write_text(config_file.read_text() + f"[video]\n{video}\nmax_new_tokens = 8\n", encoding="utf-8")
+    app = Greenroom(load_config(config_file))
+    app.__dict__["embedder"] = embedder
+    app.__dict__["llm"] = llm
+    app.ensure_default_character()
+    return app
+
+
+@pytest.fixture
+def video_app(config_file, embedder, llm, converted):
+    app = make_app(config_file, embedder, llm, f'checkpoint = "{converted}"\nvision_dtype = "float32"')
+    yield app
+    app.close()
+
+
+def clip_message(data: bytes, text: str = "", name: str = "clip.mkv", **kw):
+    async def fetch() -> bytes:
+        return data
+
+    attachment = Attachment(AttachmentKind.VIDEO, name, len(data), 20_000_000, mime="video/x-matroska", fetch=fetch)
+    return dataclasses.replace(message(text, **kw), attachments=(attachment,))
+
+
+def expected(app: Greenroom, data: bytes, tmp_path, question: str = DEFAULT_QUESTION, turns=()) -> str:
+    path = tmp_path / "expected.mkv"
+    path.write_bytes(data)
+    return app.valley.ask(app.valley.clip(path), question, list(turns), Decoding(8)).text
+
+
+class Gate:
+    """Holds the video worker inside the model loader until released (threading events, no sleeps)."""
+
+    def __init__(self, app: Greenroom) -> None:
+        self.entered, self.released = threading.Event(), threading.Event()
+        load = app.video.load
+        app.video.load = lambda: (self.entered.set(), self.released.wait(), load())[2]
+
+    async def wait_entered(self) -> None:
+        await asyncio.to_thread(self.entered.wait)
+
+    def __enter__(self) -> "Gate":
+        return self
+
+    def __exit__(self, *exc) -> None:  # pass or fail, no worker thread is left waiting
+        self.released.set()
+
+
+async def send(app: Greenroom, msg, replier: RecordingReplier) -> None:
+    done = await app.dispatcher.submit(msg, replier)
+    if done is not None:
+        await done
+
+
+async def test_posted_clip_is_acknowledged_then_described(video_app, clips, tmp_path) -> None:
+    replier = RecordingReplier()
+    await send(video_app, clip_message(clips["a"]), replier)
+    assert replier.messages == ["Watching your clip…"]
+    await video_app.video.idle()
+    description = expected(video_app, clips["a"], tmp_path)
+    assert description and replier.messages == [description]  # the status line became the description
+    assert replier.events[-1] == ("edit", description)
+
+
+async def test_text_chat_is_answered_while_a_clip_is_being_watched(video_app, clips) -> None:
+    video, text = RecordingReplier(), RecordingReplier()
+    with Gate(video_app) as gate:
+        await send(video_app, clip_message(clips["a"], chat="c1"), video)
+        await gate.wait_entered()
+        await send(video_app, message("Hello Wren, how are you?", chat="c2"), text)
+        assert text.messages and text.messages[-1].strip()  # the character answered
+        assert video.messages == ["Watching your clip…"]  # the clip is still being watched
+    await video_app.video.idle()
+    assert video.messages != ["Watching your clip…"]
+
+
+async def test_full_queue_answers_busy_and_keeps_order(config_file, embedder, llm, converted, clips, tmp_path) -> None:
+    app = make_app(config_file, embedder, llm, f'checkpoint = "{converted}"\nvision_dtype = "float32"\n'
+                                              "queue_size = 2\nworkers = 1")
+    try:
+        repliers = [RecordingReplier() for _ in range(4)]
+        with Gate(app) as gate:
+            await send(app, clip_message(clips["a"], chat="c1"), repliers[0])
+            await gate.wait_entered()  # job 1 is out of the queue, in a worker
+            await send(app, clip_message(clips["b"], chat="c1"), repliers[1])
+            await send(app, clip_message(clips["c"], chat="c1"), repliers[2])
+            await send(app, clip_message(clips["a"], chat="c9"), repliers[3])
+            assert repliers[3].messages == [BUSY.format(n=2)]
+            assert repliers[2].messages == ["Watching your clip… (1 ahead of it)"]
+        await app.video.idle()
+        assert [r.messages[0] for r in repliers[:3]] == [expected(app, clips[n], tmp_path) for n in "abc"]
+        thread = app.video.threads[message("", chat="c1").key]
+        assert thread.turns[0][1] == repliers[2].messages[0]  # the last clip posted is the one followed up
+    finally:
+        app.close()
+
+
+async def test_follow_up_questions_go_back_to_the_model_with_the_clip(video_app, clips, tmp_path) -> None:
+    replier = RecordingReplier()
+    await send(video_app, clip_message(clips["b"]), replier)
+    await video_app.video.idle()
+    description = replier.messages[0]
+    correction = "The liquid is egg, not milk; fix your description."
+    reply = dataclasses.replace(message(correction), reply_to_id="0")  # a reply to the description
+    await send(video_app, reply, replier)
+    await video_app.video.idle()
+    turns = [(DEFAULT_QUESTION, description)]
+    assert replier.messages[1] == expected(video_app, clips["b"], tmp_path, correction, turns)
+    await send(video_app, message("What colour is the pan?"), replier)  # a question in the window
+    await video_app.video.idle()
+    turns.append((correction, replier.messages[1]))
+    assert replier.messages[2] == expected(video_app, clips["b"], tmp_path, "What colour is the pan?", turns)
+
+
+async def test_after_the_window_questions_go_to_the_character(video_app, clips) -> None:
+    now = [1000.0]
+    video_app.video.clock = lambda: now[0]
+    replier = RecordingReplier()
+    await send(video_app, clip_message(clips["a"]), replier)
+    await video_app.video.idle()
+    now[0] += video_app.config.video.followup_minutes * 60 + 1
+    await send(video_app, message("What is your favourite book?"), replier)
+    assert replier.traces and replier.traces[-1]["character"] == "wren"  # the persona answered, not Valley
+    assert len(video_app.video.threads[message("").key].turns) == 1
+
+
+async def test_long_jobs_get_a_progress_note(config_file, embedder, llm, converted, clips) -> None:
+    app = make_app(config_file, embedder, llm, f'checkpoint = "{converted}"\nprogress_seconds = 0.05')
+    try:
+        edited = asyncio.Event()
+
+        class Watching(RecordingReplier):
+            async def edit(self, ref, text):
+                await super().edit(ref, text)
+                edited.set()
+
+        replier = Watching()
+        with Gate(app):
+            await send(app, clip_message(clips["a"]), replier)
+            await edited.wait()  # the loader is held, so only a progress note can edit the status
+            assert replier.messages == ["Still watching your clip: waiting for my turn…"]
+        await app.video.idle()
+        assert not replier.messages[0].startswith("Still watching")
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("data, name, words", [
+    (b"", "empty.mp4", "empty"),
+    (os.urandom(4000), "noise.mp4", "could not read that as a video"),
+])
+async def test_bad_clips_get_a_specific_message_and_the_bot_keeps_serving(video_app, data, name, words) -> None:
+    replier = RecordingReplier()
+    await send(video_app, clip_message(data, name=name), replier)
+    await video_app.video.idle()
+    assert words in replier.messages[0]
+    await send(video_app, message("Are you still there?"), replier)
+    assert replier.traces  # the character still answers
+
+
+async def test_character_comments_on_the_clip_when_configured(config_file, embedder, llm, converted, clips) -> None:
+    app = make_app(config_file, embedder, llm, f'checkpoint = "{converted}"\ncomment = true')
+    try:
+        replier = RecordingReplier()
+        await send(app, clip_message(clips["a"]), replier)
+        await app.video.idle()
+        assert len(replier.messages) >= 2 and replier.traces[-1]["character"] == "wren"  # (a greeting may come too)
+        assert replier.traces[-1]["reply"] == replier.messages[-1]
+        assert "It shows: " + replier.messages[0] in replier.traces[-1]["messages"][-1]["content"]
+    finally:
+        app.close()
+
+
+async def test_video_off_says_how_to_turn_it_on(app, clips) -> None:
+    replier = RecordingReplier()
+    await send(app, clip_message(clips["a"]), replier)
+    assert replier.messages == [OFF]
+
+
+async def test_missing_weights_are_reported_and_chat_goes_on(config_file, embedder, llm, clips, tmp_path) -> None:
+    app = make_app(config_file, embedder, llm, f'checkpoint = "{tmp_path / "nowhere"}"')
+    try:
+        replier = RecordingReplier()
+        await send(app, clip_message(clips["a"]), replier)
+        await app.video.idle()
+        assert replier.messages[0].startswith("Video description is unavailable right now: Valley checkpoint "
+                                              "folder not found")
+        await send(app, message("Hello?"), replier)
+        assert replier.traces
+    finally:
+        app.close()
