@@ -33,3 +33,10 @@ def test_pattern(path: Path, seconds: float, size: str = "320x240", rate: int = 
            "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-shortest",
            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", *args, str(path))
     return path
+
+
+def decode_every_frame(path: Path, width: int, height: int) -> np.ndarray:
+    """Every frame of the first video stream as RGB, in decoding order (the naive way to pick frames)."""
+    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
