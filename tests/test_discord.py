@@ -123,11 +123,20 @@ async def test_video_attachment_is_downloaded_for_the_core(app, fake, discord_bo
         got.append(await ctx.message.attachments[0].read())
         await ctx.say("seen it")
 
-    answer_with(app, watch)
+    answer_with(app, watch, priority=1)  # ahead of the video route
     await fake.dispatch("MESSAGE_CREATE", fake.message("what is this?", attachments=[
         video(fake, "clip.mp4", b"fake mp4 bytes")]))
     await fake.wait_for("POST", "/channels/400/messages")
     assert got == [b"fake mp4 bytes"]
+
+
+async def test_posted_clip_without_valley_weights_says_how_to_turn_video_on(app, fake, discord_bot):
+    from core.video import OFF
+
+    await fake.dispatch("MESSAGE_CREATE", fake.message("what is this?", attachments=[
+        video(fake, "clip.mp4", b"fake mp4 bytes")]))
+    reply = (await fake.wait_for("POST", "/channels/400/messages"))[0].body["content"]
+    assert reply == OFF
 
 
 async def test_oversized_video_is_refused_without_download(app, fake, discord_bot):

@@ -116,7 +116,7 @@ async def test_video_is_downloaded_for_the_core(app, fake, telegram):
         got.append(await ctx.message.attachments[0].read())
         await ctx.say("seen it")
 
-    answer_with(app, watch)
+    answer_with(app, watch, priority=1)  # ahead of the video route
     fake.add_file("clip1", b"\x00\x00\x00\x18ftypmp42 fake clip")
     await fake.push(fake.message(caption="what happens here?", video={
         "file_id": "clip1", "file_unique_id": "u1", "width": 64, "height": 64, "duration": 1,
