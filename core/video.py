@@ -141,7 +141,6 @@ class VideoDesk:
                 log.exception("video job failed in %s", job.ctx.message.key)
                 await self._tell(job, "Sorry, something went wrong while I was watching that clip.")
             finally:
-                job.done.set()
                 self._queue.task_done()
 
     async def _run(self, job: Job) -> None:

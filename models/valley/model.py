@@ -76,7 +76,7 @@ class Valley:
                             lambda tokens: self.tokenizer.decode(tokens, skip_special_tokens=True), decoding)
 
 
-def _vision_dtype(name: str, device: str) -> torch.dtype:
+def vision_dtype_for(name: str, device: str) -> torch.dtype:
     if name != "auto":
         return getattr(torch, name)
     if device.startswith("cuda"):
@@ -119,7 +119,7 @@ def _load_cpu(folder: Path, frames: int, template: str, vision_dtype: str, limit
 
     meta = json.loads((folder / "valley.json").read_text())
     vision = load_file(str(folder / "vision.safetensors"))
-    tower = build_tower(vision, stored_layers(list(vision)), _vision_dtype(vision_dtype, "cpu"))
+    tower = build_tower(vision, stored_layers(list(vision)), vision_dtype_for(vision_dtype, "cpu"))
     encoder = VisualEncoder(tower, projector_of(load_file(str(folder / "projector.safetensors"))))
     language = LlamaCppLanguage(folder / "language.gguf", n_ctx=meta.get("n_ctx", 2048), n_threads=n_threads)
     template = meta["template"] if template == "auto" else template
@@ -133,7 +133,7 @@ def _load_gpu(folder: Path, frames: int, template: str, vision_dtype: str, limit
     shards = Shards(folder)
     vision = shards.group(VISION_PREFIX)
     used = layers_used(stored_layers(list(vision)), config.get("mm_vision_select_layer", -2))
-    tower = build_tower(vision, used, _vision_dtype(vision_dtype, device))
+    tower = build_tower(vision, used, vision_dtype_for(vision_dtype, device))
     encoder = VisualEncoder(tower, projector_of(shards.group(PROJECTOR_PREFIX)), device)
     dtype = torch.float32 if device == "cpu" else (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     language = TorchLanguage(load_language(shards, config, device, dtype))

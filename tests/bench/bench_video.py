@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from models.valley.model import _vision_dtype
+from models.valley.model import vision_dtype_for
 from models.valley.vision import VisualEncoder, build_tower, project_then_pool
 from models.video.frames import frame_indices, read_frames
 from tests.bench.common import median, table, timed
@@ -55,7 +55,7 @@ def vision() -> None:
     full = CLIPVisionModel(CLIPVisionConfig(**VIT_L)).eval()
     weights = {k.removeprefix("vision_model."): v for k, v in full.state_dict().items() if "position_ids" not in k}
     projector = torch.nn.Linear(1024, HIDDEN).eval()
-    dtype = _vision_dtype("auto", "cpu")
+    dtype = vision_dtype_for("auto", "cpu")
     encoder = VisualEncoder(build_tower(weights, 23, dtype), projector)
     pixels = torch.randn(8, 3, 224, 224)
 
