@@ -46,7 +46,7 @@ from models.fakenews.data import DataError
 from models.fakenews.detector import load_detector
 from models.fakenews.fetch import FetchError, SafeFetcher
 from models.files import ModelFileError
-from models.llm import LLM, load_llm
+from models.llm import LLM, LlamaCppLLM, LLMUnavailable
 from models.valley.errors import CheckpointError
 from models.video.frames import VideoError
 
@@ -87,8 +87,12 @@ class Greenroom:
     @cached_property
     def llm(self) -> LLM:
         c = self.config.llm
-        return load_llm(c.backend, model=c.model, sha256=c.sha256, n_ctx=c.n_ctx, n_threads=c.n_threads,
-                        seed=c.seed)
+        if c.backend == "openai":
+            from models.llm.openai import OpenAIChatLLM
+
+            return OpenAIChatLLM(c.base_url, c.server_model or "default", c.model, secret(c.api_key_env) or "",
+                                 c.n_ctx, c.timeout, c.retries, slots=c.slots)
+        return LlamaCppLLM(c.model, c.sha256, n_ctx=c.n_ctx, n_threads=c.n_threads, seed=c.seed)
 
     @cached_property
     def library(self) -> Library:
@@ -165,6 +169,9 @@ class Greenroom:
             await self.persona.reply(ctx)
         except (CharacterError, StoreError) as e:
             await ctx.say(str(e))
+        except LLMUnavailable as e:
+            log.warning("%s", e)
+            await ctx.fail("I can't reach my language model right now; please try again in a minute.")
 
     async def _comment_on_clip(self, ctx: Context, description: str) -> None:
         """The chat's character says something about a clip, in its own voice (``video.comment``)."""

@@ -20,6 +20,10 @@ from models.files import ModelFileError, resolve_model_path, verified
 Messages = list[dict[str, str]]
 
 
+class LLMUnavailable(Exception):
+    """An inference server that did not answer; worded for the log and the admin."""
+
+
 @dataclass(frozen=True)
 class Sampling:
     max_tokens: int = 160
@@ -118,9 +122,3 @@ class LlamaCppLLM:
                         break
             finally:
                 chunks.close()
-
-
-def load_llm(backend: str, **options) -> LLM:
-    if backend == "llama_cpp":
-        return LlamaCppLLM(**options)
-    raise ModelFileError(f"unknown LLM backend '{backend}'")

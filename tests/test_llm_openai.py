@@ -1,0 +1,177 @@
+"""The OpenAI-compatible backend against a real server: llama-cpp-python's own, serving the
+SmolLM2 GGUF on 127.0.0.1, with a small proxy in front where a test needs to break things."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from aiohttp import ClientSession, web
+
+from core.config import LlmSection
+from models.files import resolve_model_path
+from models.llm import Generation, LLMUnavailable, Sampling
+from models.llm.openai import OpenAIChatLLM
+
+MESSAGES = [{"role": "system", "content": "You are Wren, a stage manager."},
+            {"role": "user", "content": "What do you do before the curtain goes up?"}]
+GREEDY = Sampling(max_tokens=24, temperature=0.0)  # repeat_penalty 1.1: the server's default too
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """llama_cpp.server on 127.0.0.1; ready once /v1/models answers. Its log goes to a file (a pipe
+    nobody reads would fill up and stall it)."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("server") / "server.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model",
+                             str(resolve_model_path(LlmSection().model)), "--host", "127.0.0.1", "--port", str(port),
+                             "--n_ctx", "2048", "--seed", "0"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        with httpx.Client() as client:
+            for _ in range(600):  # readiness poll of a separate process, up to 60 s
+                if proc.poll() is not None:
+                    pytest.fail(f"llama_cpp.server exited ({proc.returncode}); its log: {log.name}")
+                try:
+                    if client.get(f"{url}/models", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            else:
+                pytest.fail("llama_cpp.server did not start within 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def backend(url: str, **kw) -> OpenAIChatLLM:
+    return OpenAIChatLLM(url, "smollm2", LlmSection().model, **kw)
+
+
+def collect(llm, messages=MESSAGES, sampling=GREEDY) -> tuple[list[str], Generation]:
+    gen = Generation()
+    return list(llm.stream(messages, sampling, gen)), gen
+
+
+def test_streams_the_same_greedy_reply_as_the_in_process_model(server, llm) -> None:
+    pieces, gen = collect(backend(server))
+    assert len(pieces) > 3  # streamed, not one block
+    local, local_gen = collect(llm)
+    assert "".join(pieces) == "".join(local)
+    assert gen.completion_tokens == 24 and gen.finish_reason == "length"
+    assert abs(gen.prompt_tokens - local_gen.prompt_tokens) <= 4  # the prompt budget is about right
+
+
+def test_stop_sequences_end_the_reply(server) -> None:
+    full = "".join(collect(backend(server))[0])
+    word = full.split()[3]
+    pieces, gen = collect(backend(server), sampling=Sampling(max_tokens=24, temperature=0.0,
+                                                             stop=(word,)))
+    assert "".join(pieces) == full[:full.index(word)] and gen.finish_reason == "stop"
+
+
+class FlakyProxy:
+    """Answers 503 to the first ``failures`` requests, then forwards to the server; counts requests
+    and the most in flight at once."""
+
+    def __init__(self, target: str, failures: int) -> None:
+        self.target, self.failures = target, failures
+        self.requests = self.in_flight = self.most = 0
+        self.port = free_port()
+        self.ready = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_until_complete, args=(self._serve(),), daemon=True).start()
+        self.ready.wait()
+
+    async def _serve(self) -> None:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            self.requests += 1
+            if self.requests <= self.failures:
+                return web.Response(status=503, text="busy")
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            try:
+                async with ClientSession() as s, s.post(self.target + "/chat/completions",
+                                                        data=await request.read(),
+                                                        headers={"Content-Type": "application/json"}) as r:
+                    out = web.StreamResponse(status=r.status, headers={"Content-Type": r.content_type})
+                    await out.prepare(request)
+                    async for chunk in r.content.iter_any():
+                        await out.write(chunk)
+                    await out.write_eof()
+                    return out
+            finally:
+                self.in_flight -= 1
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        self.ready.set()
+        await asyncio.Event().wait()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+def test_a_5xx_then_success_is_retried(server) -> None:
+    proxy = FlakyProxy(server, failures=2)
+    pieces, _ = collect(backend(proxy.url, backoff=0.01))
+    assert proxy.requests == 3 and "".join(pieces) == "".join(collect(backend(server))[0])
+
+
+def test_requests_in_flight_never_exceed_the_slots(server) -> None:
+    proxy = FlakyProxy(server, failures=0)
+    llm = backend(proxy.url, slots=1)
+    threads = [threading.Thread(target=collect, args=(llm,)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert proxy.requests == 3 and proxy.most == 1
+
+
+def test_a_server_that_is_down_gives_a_clear_error() -> None:
+    down = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(LLMUnavailable, match=f"server at {down} is not answering"):
+        collect(backend(down, retries=1, backoff=0.01))
+
+
+def test_chat_tells_the_user_when_the_server_is_down(config_file, embedder) -> None:
+    from core.app import Greenroom
+    from core.config import load_config
+    from tests.helpers import RecordingReplier, message
+
+    config_file.write_text(config_file.read_text() + f'[llm]\nbackend = "openai"\n'
+                           f'base_url = "http://127.0.0.1:{free_port()}/v1"\nretries = 0\n', encoding="utf-8")
+    app = Greenroom(load_config(config_file))
+    app.__dict__["embedder"] = embedder
+    try:
+        app.ensure_default_character()
+        replier = RecordingReplier()
+
+        async def turn() -> None:
+            done = await app.dispatcher.submit(message("Hello?"), replier)
+            await done
+
+        asyncio.run(turn())
+        assert replier.messages[-1] == "I can't reach my language model right now; please try again in a minute."
+    finally:
+        app.close()
