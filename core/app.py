@@ -47,8 +47,7 @@ from models.fakenews.detector import load_detector
 from models.fakenews.fetch import FetchError, SafeFetcher
 from models.files import ModelFileError
 from models.llm import LLM, LlamaCppLLM, LLMUnavailable
-from models.valley.errors import CheckpointError
-from models.video.frames import VideoError
+from models.video.frames import Limits
 
 if TYPE_CHECKING:
     from models.valley.model import Valley
@@ -109,13 +108,18 @@ class Greenroom:
     def factcheck(self) -> FactCheck:
         return FactCheck(lambda: self.link_checker, self.settings, self.config.factcheck)
 
-    @cached_property
-    def valley(self) -> "Valley":
+    def load_valley(self, checkpoint: str | None = None, runtime: str | None = None) -> "Valley":
+        """Valley as configured in ``[video]`` (limits included); the command line may name another folder."""
         from models.valley.model import load_valley
 
         c = self.config.video
-        return load_valley(c.checkpoint, c.runtime, frames=c.frames, template=c.template,
-                           vision_dtype=c.vision_dtype, n_threads=self.config.llm.n_threads)
+        limits = Limits(max_seconds=c.max_minutes * 60, max_side=c.max_side, decode_seconds=c.decode_seconds)
+        return load_valley(checkpoint or c.checkpoint, runtime or c.runtime, frames=c.frames, template=c.template,
+                           vision_dtype=c.vision_dtype, limits=limits, n_threads=self.config.llm.n_threads)
+
+    @cached_property
+    def valley(self) -> "Valley":
+        return self.load_valley()
 
     @cached_property
     def video(self) -> VideoDesk:
@@ -150,8 +154,7 @@ class Greenroom:
 
         try:
             answer = await self.commands.run(ctx, name, args, audit)
-        except (CharacterError, ModelFileError, StoreError, AttachmentError, FetchError, DataError, VideoError,
-                CheckpointError) as e:
+        except (CharacterError, ModelFileError, StoreError, AttachmentError, FetchError, DataError) as e:
             answer = str(e)
         if answer:
             await ctx.say(answer)

@@ -262,15 +262,12 @@ def _video(app, args: argparse.Namespace) -> int:
     import numpy as np
 
     from models.valley.generate import Decoding
-    from models.valley.model import load_valley
     from models.valley.prompt import DEFAULT_QUESTION
 
     c = app.config.video
-    checkpoint = args.checkpoint or c.checkpoint
-    if not checkpoint:
+    if not (args.checkpoint or c.checkpoint):
         raise CheckpointError("no Valley checkpoint: pass --checkpoint PATH or set video.checkpoint in the config")
-    valley = load_valley(checkpoint, args.runtime or c.runtime, frames=c.frames, template=c.template,
-                         vision_dtype=c.vision_dtype, limits=app.video.limits, n_threads=app.config.llm.n_threads)
+    valley = app.load_valley(args.checkpoint, args.runtime)
     clip = valley.clip(args.file)
     if args.action == "embed":
         np.save(args.out, clip.rows)
@@ -282,7 +279,7 @@ def _video(app, args: argparse.Namespace) -> int:
         print(json.dumps({"file": args.file, "question": question, "answer": answer.text, "runtime": valley.runtime,
                           "template": valley.template, "frames": clip.indices, "total_frames": clip.total_frames,
                           "prompt_tokens": answer.prompt_tokens, "completion_tokens": len(answer.tokens),
-                          "seconds": round(answer.seconds, 3)}, ensure_ascii=False))
+                          "first_token_s": round(answer.first_token_s, 3), "seconds": round(answer.seconds, 3)}, ensure_ascii=False))
     else:
         print(answer.text)
     return 0

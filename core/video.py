@@ -20,7 +20,7 @@ from models.files import ModelFileError
 from models.valley.errors import CheckpointError
 from models.valley.generate import Decoding
 from models.valley.prompt import DEFAULT_QUESTION
-from models.video.frames import Limits, VideoError
+from models.video.frames import VideoError
 
 if TYPE_CHECKING:
     from models.valley.model import Clip, Valley
@@ -65,8 +65,6 @@ class VideoDesk:
         self.tmp_dir = tmp_dir
         self.comment = comment if config.comment else None
         self.clock = clock
-        self.limits = Limits(max_seconds=config.max_minutes * 60, max_side=config.max_side,
-                             decode_seconds=config.decode_seconds)
         self.decoding = Decoding(config.max_new_tokens, config.temperature)
         self.threads: dict[ConversationKey, ClipThread] = {}
         self._queue: asyncio.Queue[Job] | None = None
@@ -76,10 +74,6 @@ class VideoDesk:
     @property
     def enabled(self) -> bool:
         return bool(self.config.checkpoint)
-
-    @property
-    def depth(self) -> int:
-        return self._queue.qsize() if self._queue else 0
 
     @staticmethod
     def video_of(ctx: Context) -> Attachment | None:

@@ -27,7 +27,7 @@ def lossless_clip(path: Path, frames: np.ndarray, fps: str = "30", output: tuple
     return path
 
 
-def test_pattern(path: Path, seconds: float, size: str = "320x240", rate: int = 30, *args: str) -> Path:
+def pattern_clip(path: Path, seconds: float, size: str = "320x240", rate: int = 30, *args: str) -> Path:
     """An H.264 test-pattern clip with sound, like a phone upload."""
     ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}",
            "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-shortest",

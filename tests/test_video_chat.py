@@ -17,7 +17,7 @@ import pytest
 from core.app import Greenroom
 from core.config import load_config
 from core.events import Attachment, AttachmentKind
-from core.video import BUSY, OFF
+from core.video import BUSY, CLOSING, OFF
 from models.valley.convert import convert
 from models.valley.generate import Decoding
 from models.valley.prompt import DEFAULT_QUESTION
@@ -39,20 +39,32 @@ def clips(tmp_path_factory):
             for i, n in enumerate(("a", "b", "c"))}
 
 
-def make_app(config_file, embedder, llm, video: str) -> Greenroom:
-    config_file.write_text(config_file.read_text() + f"[video]\n{video}\nmax_new_tokens = 8\n", encoding="utf-8")
-    app = Greenroom(load_config(config_file))
-    app.__dict__["embedder"] = embedder
-    app.__dict__["llm"] = llm
-    app.ensure_default_character()
-    return app
+@pytest.fixture
+def make_app(config_file, embedder, llm, converted):
+    """A Greenroom with ``[video]`` settings (the tiny converted checkpoint unless they name another),
+    closed after the test."""
+    made: list[Greenroom] = []
+
+    def make(video: str = "") -> Greenroom:
+        if "checkpoint" not in video:
+            video = f'checkpoint = "{converted}"\nvision_dtype = "float32"\n{video}'
+        config_file.write_text(config_file.read_text() + f"[video]\n{video}\nmax_new_tokens = 8\n",
+                               encoding="utf-8")
+        app = Greenroom(load_config(config_file))
+        app.__dict__["embedder"] = embedder
+        app.__dict__["llm"] = llm
+        app.ensure_default_character()
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.close()
 
 
 @pytest.fixture
-def video_app(config_file, embedder, llm, converted):
-    app = make_app(config_file, embedder, llm, f'checkpoint = "{converted}"\nvision_dtype = "float32"')
-    yield app
-    app.close()
+def video_app(make_app):
+    return make_app()
 
 
 def clip_message(data: bytes, text: str = "", name: str = "clip.mkv", **kw):
@@ -115,25 +127,21 @@ async def test_text_chat_is_answered_while_a_clip_is_being_watched(video_app, cl
     assert video.messages != ["Watching your clip…"]
 
 
-async def test_full_queue_answers_busy_and_keeps_order(config_file, embedder, llm, converted, clips, tmp_path) -> None:
-    app = make_app(config_file, embedder, llm, f'checkpoint = "{converted}"\nvision_dtype = "float32"\n'
-                                              "queue_size = 2\nworkers = 1")
-    try:
-        repliers = [RecordingReplier() for _ in range(4)]
-        with Gate(app) as gate:
-            await send(app, clip_message(clips["a"], chat="c1"), repliers[0])
-            await gate.wait_entered()  # job 1 is out of the queue, in a worker
-            await send(app, clip_message(clips["b"], chat="c1"), repliers[1])
-            await send(app, clip_message(clips["c"], chat="c1"), repliers[2])
-            await send(app, clip_message(clips["a"], chat="c9"), repliers[3])
-            assert repliers[3].messages == [BUSY.format(n=2)]
-            assert repliers[2].messages == ["Watching your clip… (1 ahead of it)"]
-        await app.video.idle()
-        assert [r.messages[0] for r in repliers[:3]] == [expected(app, clips[n], tmp_path) for n in "abc"]
-        thread = app.video.threads[message("", chat="c1").key]
-        assert thread.turns[0][1] == repliers[2].messages[0]  # the last clip posted is the one followed up
-    finally:
-        app.close()
+async def test_full_queue_answers_busy_and_keeps_order(make_app, clips, tmp_path) -> None:
+    app = make_app("queue_size = 2\nworkers = 1")
+    repliers = [RecordingReplier() for _ in range(4)]
+    with Gate(app) as gate:
+        await send(app, clip_message(clips["a"], chat="c1"), repliers[0])
+        await gate.wait_entered()  # job 1 is out of the queue, in a worker
+        await send(app, clip_message(clips["b"], chat="c1"), repliers[1])
+        await send(app, clip_message(clips["c"], chat="c1"), repliers[2])
+        await send(app, clip_message(clips["a"], chat="c9"), repliers[3])
+        assert repliers[3].messages == [BUSY.format(n=2)]
+        assert repliers[2].messages == ["Watching your clip… (1 ahead of it)"]
+    await app.video.idle()
+    assert [r.messages[0] for r in repliers[:3]] == [expected(app, clips[n], tmp_path) for n in "abc"]
+    thread = app.video.threads[message("", chat="c1").key]
+    assert thread.turns[0][1] == repliers[2].messages[0]  # the last clip posted is the one followed up
 
 
 async def test_follow_up_questions_go_back_to_the_model_with_the_clip(video_app, clips, tmp_path) -> None:
@@ -165,25 +173,22 @@ async def test_after_the_window_questions_go_to_the_character(video_app, clips) 
     assert len(video_app.video.threads[message("").key].turns) == 1
 
 
-async def test_long_jobs_get_a_progress_note(config_file, embedder, llm, converted, clips) -> None:
-    app = make_app(config_file, embedder, llm, f'checkpoint = "{converted}"\nprogress_seconds = 0.05')
-    try:
-        edited = asyncio.Event()
+async def test_long_jobs_get_a_progress_note(make_app, clips) -> None:
+    app = make_app("progress_seconds = 0.05")
+    edited = asyncio.Event()
 
-        class Watching(RecordingReplier):
-            async def edit(self, ref, text):
-                await super().edit(ref, text)
-                edited.set()
+    class Watching(RecordingReplier):
+        async def edit(self, ref, text):
+            await super().edit(ref, text)
+            edited.set()
 
-        replier = Watching()
-        with Gate(app):
-            await send(app, clip_message(clips["a"]), replier)
-            await edited.wait()  # the loader is held, so only a progress note can edit the status
-            assert replier.messages == ["Still watching your clip: waiting for my turn…"]
-        await app.video.idle()
-        assert not replier.messages[0].startswith("Still watching")
-    finally:
-        app.close()
+    replier = Watching()
+    with Gate(app):
+        await send(app, clip_message(clips["a"]), replier)
+        await edited.wait()  # the loader is held, so only a progress note can edit the status
+        assert replier.messages == ["Still watching your clip: waiting for my turn…"]
+    await app.video.idle()
+    assert not replier.messages[0].startswith("Still watching")
 
 
 @pytest.mark.parametrize("data, name, words", [
@@ -199,17 +204,14 @@ async def test_bad_clips_get_a_specific_message_and_the_bot_keeps_serving(video_
     assert replier.traces  # the character still answers
 
 
-async def test_character_comments_on_the_clip_when_configured(config_file, embedder, llm, converted, clips) -> None:
-    app = make_app(config_file, embedder, llm, f'checkpoint = "{converted}"\ncomment = true')
-    try:
-        replier = RecordingReplier()
-        await send(app, clip_message(clips["a"]), replier)
-        await app.video.idle()
-        assert len(replier.messages) >= 2 and replier.traces[-1]["character"] == "wren"  # (a greeting may come too)
-        assert replier.traces[-1]["reply"] == replier.messages[-1]
-        assert "It shows: " + replier.messages[0] in replier.traces[-1]["messages"][-1]["content"]
-    finally:
-        app.close()
+async def test_character_comments_on_the_clip_when_configured(make_app, clips) -> None:
+    app = make_app("comment = true")
+    replier = RecordingReplier()
+    await send(app, clip_message(clips["a"]), replier)
+    await app.video.idle()
+    assert len(replier.messages) >= 2 and replier.traces[-1]["character"] == "wren"  # (a greeting may come too)
+    assert replier.traces[-1]["reply"] == replier.messages[-1]
+    assert "It shows: " + replier.messages[0] in replier.traces[-1]["messages"][-1]["content"]
 
 
 async def test_video_off_says_how_to_turn_it_on(app, clips) -> None:
@@ -218,15 +220,30 @@ async def test_video_off_says_how_to_turn_it_on(app, clips) -> None:
     assert replier.messages == [OFF]
 
 
-async def test_missing_weights_are_reported_and_chat_goes_on(config_file, embedder, llm, clips, tmp_path) -> None:
-    app = make_app(config_file, embedder, llm, f'checkpoint = "{tmp_path / "nowhere"}"')
-    try:
-        replier = RecordingReplier()
-        await send(app, clip_message(clips["a"]), replier)
-        await app.video.idle()
-        assert replier.messages[0].startswith("Video description is unavailable right now: Valley checkpoint "
-                                              "folder not found")
-        await send(app, message("Hello?"), replier)
-        assert replier.traces
-    finally:
-        app.close()
+async def test_missing_weights_are_reported_and_chat_goes_on(make_app, clips, tmp_path) -> None:
+    app = make_app(f'checkpoint = "{tmp_path / "nowhere"}"')
+    replier = RecordingReplier()
+    await send(app, clip_message(clips["a"]), replier)
+    await app.video.idle()
+    assert replier.messages[0].startswith("Video description is unavailable right now: Valley checkpoint "
+                                          "folder not found")
+    await send(app, message("Hello?"), replier)
+    assert replier.traces
+
+
+async def test_configured_limits_apply_to_clips_in_chat(make_app, clips) -> None:
+    app = make_app("max_side = 64")
+    replier = RecordingReplier()
+    await send(app, clip_message(clips["a"]), replier)
+    await app.video.idle()
+    assert replier.messages == ["That video is 80x60; I take at most 64 pixels on a side."]
+
+
+async def test_shutdown_tells_the_senders_of_unfinished_clips(video_app, clips) -> None:
+    running, waiting = RecordingReplier(), RecordingReplier()
+    with Gate(video_app) as gate:
+        await send(video_app, clip_message(clips["a"], chat="c1"), running)
+        await gate.wait_entered()
+        await send(video_app, clip_message(clips["b"], chat="c2"), waiting)
+        await video_app.video.close()
+    assert running.messages == [CLOSING] and waiting.messages == [CLOSING]

@@ -10,9 +10,7 @@ from PIL import Image
 
 from models.video.frames import Limits, VideoError, count_frames, frame_indices, read_frames
 from models.video.transform import CLIP_MEAN, CLIP_STD, center_crop, resize_shorter, video_tensor
-from tests.clips import ffmpeg, lossless_clip, numbered_frames, test_pattern
-
-test_pattern.__test__ = False  # a helper, not a test
+from tests.clips import ffmpeg, lossless_clip, numbered_frames, pattern_clip
 
 
 def test_indices_are_valleys_linspace_truncated() -> None:
@@ -58,7 +56,7 @@ def test_variable_frame_rate_is_sampled_by_index_not_time(tmp_path) -> None:
 
 def test_rotated_phone_video_comes_out_upright(tmp_path) -> None:
     upright = tmp_path / "up.mp4"
-    test_pattern(upright, 1, "96x64")
+    pattern_clip(upright, 1, "96x64")
     rotated = tmp_path / "rotated.mp4"
     ffmpeg("-display_rotation", "90", "-i", str(upright), "-c", "copy", str(rotated))
     frames = read_frames(rotated, 8)
@@ -98,7 +96,7 @@ def test_random_bytes_named_mp4(tmp_path) -> None:
 
 
 def test_truncated_file_is_refused_or_read_up_to_the_cut(tmp_path) -> None:
-    whole = test_pattern(tmp_path / "whole.mp4", 2, "160x120", 30, "-movflags", "+faststart")
+    whole = pattern_clip(tmp_path / "whole.mp4", 2, "160x120", 30, "-movflags", "+faststart")
     cut = tmp_path / "cut.mp4"
     data = whole.read_bytes()
     cut.write_bytes(data[: len(data) * 2 // 3])

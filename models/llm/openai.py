@@ -37,9 +37,10 @@ class OpenAIChatLLM:
         self.model = model
         self.name = model
         self.n_ctx = n_ctx
-        self.tokenizer_id = f"{resolve_model_path(tokenizer)}:vocab"
+        path = resolve_model_path(tokenizer)
+        self.tokenizer_id = f"{path}:vocab"
         try:
-            self._vocab = Llama(model_path=str(resolve_model_path(tokenizer)), vocab_only=True, verbose=False)
+            self._vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
         except (ValueError, RuntimeError) as e:
             raise ModelFileError(f"{tokenizer}: cannot read its tokenizer ({e})") from None
         self.retries = retries

@@ -31,7 +31,6 @@ class Clip:
     rows: np.ndarray
     total_frames: int
     indices: list[int]
-    seconds: float | None
 
 
 class Valley:
@@ -57,7 +56,7 @@ class Valley:
         frames = read_frames(path, self.frames, self.limits)
         with self._lock:
             rows = self.encoder(video_tensor(frames.images)).numpy()
-        return Clip(rows, frames.total, frames.indices, frames.info.seconds)
+        return Clip(rows, frames.total, frames.indices)
 
     def ask(self, clip: Clip, question: str = DEFAULT_QUESTION, turns: list[tuple[str, str]] | None = None,
             decoding: Decoding = Decoding()) -> Answer:

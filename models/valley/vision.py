@@ -84,10 +84,6 @@ class VisualEncoder:
     def dtype(self) -> torch.dtype:
         return next(self.tower.parameters()).dtype
 
-    @property
-    def hidden_size(self) -> int:
-        return self.projector.out_features
-
     @torch.inference_mode()
     def clip_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """The tower's ``last_hidden_state`` in float32 (T x 257 x D)."""

@@ -20,7 +20,7 @@ from models.valley.model import vision_dtype_for
 from models.valley.vision import VisualEncoder, build_tower, project_then_pool
 from models.video.frames import frame_indices, read_frames
 from tests.bench.common import median, table, timed
-from tests.clips import decode_every_frame, test_pattern
+from tests.clips import decode_every_frame, pattern_clip
 
 VIT_L = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
              image_size=224, patch_size=14, hidden_act="quick_gelu", layer_norm_eps=1e-5)
@@ -38,7 +38,7 @@ def sampling() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size, seconds in (("320x240", 11), ("640x360", 10), ("1280x720", 10)):
-            clip = test_pattern(Path(tmp) / f"{size}.mp4", seconds, size)
+            clip = pattern_clip(Path(tmp) / f"{size}.mp4", seconds, size)
             built = timed(lambda: read_frames(clip), 5, 1)
             naive = timed(lambda: decode_all_pick(clip), 5, 1)
             same = all(np.array_equal(np.asarray(a), b) for a, b in zip(read_frames(clip).images,
