@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 class Adapter(Protocol):
     name: str
 
+    @property
+    def ready(self) -> bool:
+        """Connected to the platform and taking messages."""
+
     async def start(self) -> None:
         """Connect and start taking messages; raises AdapterError when the platform refuses."""
 
@@ -65,7 +69,13 @@ async def serve(app: "Greenroom", adapters: list[Adapter], console=None) -> int:
         loop.add_signal_handler(sig, stop.set)
     started: list[Adapter] = []
     code = 0
+    health = None
     try:
+        if app.config.health.enabled:
+            from core.health import HealthServer
+
+            health = HealthServer(app, adapters, app.config.health.host, app.config.health.port)
+            await health.start()  # before the models load: /healthz answers, /readyz says "still loading"
         await asyncio.to_thread(lambda: app.persona)  # load the models before the first message
         for adapter in adapters:
             await adapter.start()
@@ -92,4 +102,6 @@ async def serve(app: "Greenroom", adapters: list[Adapter], console=None) -> int:
         await app.video.close()  # clips still being watched: their senders are told to send them again
         for adapter in started:
             await adapter.close()
+        if health is not None:
+            await health.close()
     return code

@@ -27,6 +27,7 @@ from core.config import Config, secret
 from core.dispatch import Dispatcher, Route
 from core.events import Attachment, AttachmentError, AttachmentKind
 from core.factcheck import FactCheck
+from core.metrics import Metrics
 from core.persona import PersonaEngine
 from core.ratelimit import RateLimiter
 from core.video import VideoDesk
@@ -39,7 +40,7 @@ from memory.history import History
 from memory.importers import read_character
 from memory.library import Library, LoadResult
 from memory.settings import Settings
-from memory.store import EdgeStore, MemoryStore, ServerStore, StoreError
+from memory.store import Cluster, EdgeStore, MemoryStore, ServerStore, StoreError
 from memory.verdicts import VerdictCache
 from models.fakenews.checker import LinkChecker
 from models.fakenews.data import DataError
@@ -70,13 +71,24 @@ class Greenroom:
         self.settings = Settings(self.db)
         self.commands = commands
         self.audit = AuditLog(self.data_dir / "audit.log")
+        self.metrics = Metrics()
 
     @cached_property
     def store(self) -> MemoryStore:
-        url = self.config.memory.qdrant_url
-        if url:
-            return ServerStore.connect(url, secret(self.config.memory.qdrant_api_key_env))
+        c = self.config.memory
+        if c.qdrant_url:
+            return ServerStore.connect(c.qdrant_url, secret(c.qdrant_api_key_env),
+                                       Cluster(c.shard_number, c.replication_factor, c.on_disk_payload))
         return EdgeStore(self.data_dir / "qdrant")
+
+    def check_store(self) -> None:
+        """Raise unless the memory store answers (readiness)."""
+        self.store.names()
+
+    def check_model(self) -> None:
+        """Raise unless the language model can answer: loaded, and its server up when it has one."""
+        if ping := getattr(self.llm, "ping", None):
+            ping()
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -106,7 +118,7 @@ class Greenroom:
 
     @cached_property
     def factcheck(self) -> FactCheck:
-        return FactCheck(lambda: self.link_checker, self.settings, self.config.factcheck)
+        return FactCheck(lambda: self.link_checker, self.settings, self.config.factcheck, self.metrics)
 
     def load_valley(self, checkpoint: str | None = None, runtime: str | None = None) -> "Valley":
         """Valley as configured in ``[video]`` (limits included); the command line may name another folder."""
@@ -123,11 +135,19 @@ class Greenroom:
 
     @cached_property
     def video(self) -> VideoDesk:
-        return VideoDesk(self.config.video, lambda: self.valley, self.data_dir / "video-tmp", self._comment_on_clip)
+        c = self.config.video
+        jobs = None
+        if c.queue == "redis":
+            from core.video_redis import RedisJobs
+
+            jobs = RedisJobs.connect(c)
+        # on Redis a worker elsewhere posts the description: this process never sees it to comment on
+        return VideoDesk(c, lambda: self.valley, self.data_dir / "video-tmp",
+                         None if jobs else self._comment_on_clip, metrics=self.metrics, jobs=jobs)
 
     @cached_property
     def persona(self) -> PersonaEngine:
-        return PersonaEngine(self.library, self.history, self.settings, self.llm, self.config.persona)
+        return PersonaEngine(self.library, self.history, self.settings, self.llm, self.config.persona, self.metrics)
 
     @cached_property
     def dispatcher(self) -> Dispatcher:
@@ -135,7 +155,8 @@ class Greenroom:
         dispatcher = Dispatcher(self, Access(frozenset(c.bot.owners), frozenset(c.bot.admins), self.settings),
                                 c.dispatch.lane_depth, c.dispatch.model_slots,
                                 chat_mode=lambda key: self.settings.get(key.chat, "mode") or "mention",
-                                rate=RateLimiter(c.dispatch.user_rate_per_minute, c.dispatch.user_burst))
+                                rate=RateLimiter(c.dispatch.user_rate_per_minute, c.dispatch.user_burst),
+                                metrics=self.metrics)
         dispatcher.observers.append(self.factcheck.observe)
         dispatcher.add_route(Route(0, "commands", lambda ctx: ctx.message.command is not None, self._command))
         dispatcher.add_route(Route(5, "oversized videos", lambda ctx: any(self._oversized(ctx)), self._refuse,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 import time
@@ -18,7 +17,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bots.common import AdapterError  # noqa: E402
-from core.config import ConfigError, load_config  # noqa: E402
+from core.config import ConfigError, load_config, secret_values  # noqa: E402
+from core.logs import setup_logging  # noqa: E402
 from memory.characters import CharacterError  # noqa: E402
 from memory.db import DataDirError  # noqa: E402
 from memory.store import StoreError  # noqa: E402
@@ -109,6 +109,18 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--out", required=True, metavar="FILE.npy")
     embed.add_argument("--runtime", choices=RUNTIMES, default="auto")
 
+    memory = sub.add_parser("memory", parents=[common], help="move the script-memory indexes between stores")
+    msub = memory.add_subparsers(dest="action", required=True)
+    mexport = msub.add_parser("export", parents=[common], help="write every index (vectors included) to a file")
+    mexport.add_argument("file")
+    mimport = msub.add_parser("import", parents=[common],
+                              help="write the indexes in a file into the configured store (memory.qdrant_url)")
+    mimport.add_argument("file")
+
+    worker = sub.add_parser("worker", parents=[common], help="run jobs from the Redis queue")
+    worker.add_argument("kind", choices=["video"])
+    worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+
     valley = sub.add_parser("valley", parents=[common], help="prepare Valley checkpoints")
     wsub = valley.add_subparsers(dest="action", required=True)
     delta = wsub.add_parser("apply-delta", parents=[common], help="add the 13B delta release to LLaMA-13B")
@@ -121,20 +133,6 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("out")
     convert.add_argument("--outtype", choices=("f16", "f32"), default="f16")
     return parser
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "sentence_transformers", "transformers", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except ImportError:
-        pass
 
 
 def _chat(app, args: argparse.Namespace) -> int:
@@ -298,17 +296,38 @@ def _valley(app, args: argparse.Namespace) -> int:
     return 0
 
 
+def _memory(app, args: argparse.Namespace) -> int:
+    from memory.transfer import export_store, import_store
+
+    path = Path(args.file)
+    if args.action == "export":
+        counts = export_store(app.store, path)
+    else:
+        counts = import_store(app.store, path)
+    verb = "wrote" if args.action == "export" else "imported"
+    print(f"{verb} {len(counts)} indexes, {sum(counts.values())} points"
+          + (f": {', '.join(f'{k} ({v})' for k, v in counts.items())}" if counts else ""))
+    return 0
+
+
+def _worker(app, args: argparse.Namespace) -> int:
+    from core.video_worker import run_worker
+
+    return run_worker(app, burst=args.burst)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     app = None
     try:
         config = load_config(getattr(args, "config", None), getattr(args, "data_dir", None))
-        _setup_logging(config.bot.log_level)
+        setup_logging(config.bot.log_level, secret_values(config))
         from core.app import Greenroom
 
         app = Greenroom(config)
         handler = {"run": _run, "chat": _chat, "character": _character, "fakenews": _fakenews,
-                   "links": _links, "video": _video, "valley": _valley}[args.command]
+                   "links": _links, "video": _video, "valley": _valley, "memory": _memory,
+                   "worker": _worker}[args.command]
         return handler(app, args)
     except EXPECTED as e:
         print(f"greenroom: {e}", file=sys.stderr)

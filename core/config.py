@@ -136,6 +136,11 @@ class VideoSection(Section):
     followup_minutes: float = Field(10.0, ge=0)
     progress_seconds: float = Field(15.0, ge=0)
     comment: bool = False  # the chat's character also comments on the clip in its own voice
+    queue: Literal["local", "redis"] = "local"  # redis: `greenroom worker video` processes run the jobs
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password_env: str = "REDIS_PASSWORD"
+    job_seconds: float = Field(600.0, ge=5)  # a job's time limit; a dead worker's job is re-run after this
+    retries: int = Field(2, ge=0)  # times a job is re-run after its worker died
 
 
 class LlmSection(Section):
@@ -161,8 +166,17 @@ class EmbedderSection(Section):
 
 
 class MemorySection(Section):
-    qdrant_url: str = ""
+    qdrant_url: str = ""  # "" = embedded on disk (data_dir/qdrant); else a Qdrant server or cluster
     qdrant_api_key_env: str = "QDRANT_API_KEY"
+    shard_number: int = Field(1, ge=1)  # server collections: shards across the cluster's nodes
+    replication_factor: int = Field(1, ge=1)
+    on_disk_payload: bool = False
+
+
+class HealthSection(Section):
+    enabled: bool = True  # `greenroom run` serves /healthz /readyz /metrics
+    host: str = "127.0.0.1"
+    port: int = Field(8181, ge=0, le=65535)
 
 
 class Config(Section):
@@ -178,6 +192,7 @@ class Config(Section):
     llm: LlmSection = LlmSection()
     embedder: EmbedderSection = EmbedderSection()
     memory: MemorySection = MemorySection()
+    health: HealthSection = HealthSection()
 
     def data_path(self) -> Path:
         return Path(self.bot.data_dir).expanduser().resolve()
@@ -248,3 +263,10 @@ def secret(env_name: str) -> str | None:
     """A secret from the environment variable the config names (never from a file)."""
     value = os.environ.get(env_name, "").strip() if env_name else ""
     return value or None
+
+
+def secret_values(config: Config) -> list[str]:
+    """The values of every secret the config names (``*_env`` keys), for the logs to hide."""
+    names = [value for section in config.model_dump().values() for key, value in section.items()
+             if key.endswith("_env") and isinstance(value, str)]
+    return [v for name in names if (v := secret(name))]

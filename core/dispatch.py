@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 from core.commands import Access, Context, Level
 from core.events import ConversationKey, Message
+from core.metrics import Metrics, message_kind
 from core.ratelimit import RateLimiter
 from core.reply import Replier
 
@@ -51,13 +52,16 @@ class Dispatcher:
     """Accepts neutral messages from adapters and runs them through the routes."""
 
     def __init__(self, app: "Greenroom", access: Access, lane_depth: int, model_slots: int,
-                 chat_mode: Callable[[ConversationKey], str], rate: RateLimiter | None = None) -> None:
+                 chat_mode: Callable[[ConversationKey], str], rate: RateLimiter | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.app = app
         self.access = access
         self.lane_depth = lane_depth
         self.model_gate = asyncio.Semaphore(model_slots)
         self.chat_mode = chat_mode
         self.rate = rate or RateLimiter(0, 1)
+        self.metrics = metrics or Metrics()
+        self.metrics.watch_queue("messages", lambda: self.queued)
         self.routes: list[Route] = []
         self.observers: list[Callable[[Message, Replier], None]] = []  # see every admitted message, triggered or not
         self._lanes: dict[ConversationKey, asyncio.Queue[_Item]] = {}
@@ -99,8 +103,10 @@ class Dispatcher:
         if self.closing:
             await replier.send(CLOSING)
             return None
+        self.metrics.messages.labels(message.key.platform, message_kind(message)).inc()
         wait = None if self.access.level(message.author) >= Level.ADMIN else self.rate.check(message.author.ref)
         if wait is not None:
+            self.metrics.rate_limited.inc()
             if wait:
                 await replier.send(f"You're sending messages faster than I can answer; "
                                    f"please wait {wait:.0f} s before the next one.")
@@ -164,6 +170,7 @@ class Dispatcher:
                     raise
                 except Exception:
                     error_id = secrets.token_hex(4)
+                    self.metrics.errors.labels(route.name).inc()
                     log.exception("handler %s failed (error id %s) in %s", route.name, error_id, item.message.key)
                     await ctx.fail(f"Sorry, something went wrong on my side (error id {error_id}).")
                 if route.block:

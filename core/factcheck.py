@@ -8,6 +8,7 @@ from typing import Callable
 
 from core.config import FactcheckSection
 from core.events import ConversationKey, Message, urls_in
+from core.metrics import Metrics
 from core.ratelimit import RateLimiter
 from core.reply import Replier
 from memory.settings import Settings
@@ -42,8 +43,10 @@ def describe(v: Verdict) -> str:
 class FactCheck:
     """The per-chat switch and threshold, the per-chat fetch limit, and the background checks."""
 
-    def __init__(self, checker: Callable[[], LinkChecker], settings: Settings, config: FactcheckSection) -> None:
+    def __init__(self, checker: Callable[[], LinkChecker], settings: Settings, config: FactcheckSection,
+                 metrics: Metrics | None = None) -> None:
         self._checker = checker
+        self.metrics = metrics or Metrics()
         self.settings = settings
         self.config = config
         self.rate = RateLimiter(config.fetches_per_minute, config.fetch_burst)
@@ -92,6 +95,7 @@ class FactCheck:
                 if verdict is None:
                     log.info("link check skipped in %s: fetch limit reached", key.chat)
                 elif verdict.verdict == "fake":
+                    self.metrics.links_flagged.inc()
                     await replier.send(describe(verdict))
             except asyncio.CancelledError:
                 raise

@@ -7,14 +7,17 @@ model's reply to the chat, post-process it, and store the turn in history.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
 from core.commands import Context
 from core.config import PersonaSection, persona_settings
-from core.lore import select_lore
 from core.events import Actor, ConversationKey, Message
+from core.lore import select_lore
+from core.metrics import Metrics
 from core.prompt import (Budgets, PastTurn, Prompt, StoryRef, build_chat, build_haruhi2, query_string,
                          response_postprocess, strip_wrapper)
 from core.threads import iterate_in_thread
@@ -22,6 +25,8 @@ from memory.history import History, Turn
 from memory.library import Library, Loaded
 from memory.settings import Settings
 from models.llm import LLM, Generation, Sampling
+
+log = logging.getLogger(__name__)
 
 HISTORY_WINDOW = 64  # turns read from the store; the budget decides how many reach the prompt
 
@@ -39,12 +44,13 @@ class PersonaEngine:
     """Runs chat turns for whichever character each conversation has."""
 
     def __init__(self, library: Library, history: History, settings: Settings, llm: LLM,
-                 config: PersonaSection) -> None:
+                 config: PersonaSection, metrics: Metrics | None = None) -> None:
         self.library = library
         self.history = history
         self.settings = settings
         self.llm = llm
         self.config = config
+        self.metrics = metrics or Metrics()
 
     # ----- who is talking to whom ------------------------------------------------------------
 
@@ -120,17 +126,34 @@ class PersonaEngine:
         stream = ctx.stream()
         names = turn.loaded.character.speakers
         async with ctx.app.dispatcher.model_gate, replier.typing():
+            start, first = time.perf_counter(), None
             pieces = iterate_in_thread(lambda: self.llm.stream(turn.prompt.messages, sampling, gen), gen.cancel)
             raw = ""
             async for piece in pieces:
+                first = first or time.perf_counter() - start
                 raw += piece
                 await stream.update(strip_wrapper(raw, names))
+            seconds = time.perf_counter() - start
         processed = response_postprocess(raw.strip())
         shown = strip_wrapper(processed, names) or "…"
         await stream.finish(shown)
         self.history.add(str(message.key), turn.loaded.character.id,
                          Turn(message.author.ref, turn.role, text, shown, processed))
+        self._count(message, turn, gen, seconds, first)
         await replier.report(self.trace(turn, shown, gen))
+
+    def _count(self, message: Message, turn: PreparedTurn, gen: Generation, seconds: float,
+               first: float | None) -> None:
+        """Metrics, and the turn's one log line (message text only at debug level)."""
+        self.metrics.replies.labels(message.key.platform).inc()
+        self.metrics.model_seconds.observe(seconds)
+        if first is not None:
+            self.metrics.first_token_seconds.observe(first)
+        fields = {"conversation": str(message.key), "character": turn.loaded.character.id,
+                  "latency_s": round(seconds, 3), "first_token_s": round(first, 3) if first is not None else None,
+                  "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens}
+        log.info("turn", extra={"turn": fields})
+        log.debug("turn text", extra={"turn": {"conversation": str(message.key), "text": turn.text}})
 
     def trace(self, turn: PreparedTurn, reply: str, gen: Generation) -> dict[str, Any]:
         """The structured record of a turn (`greenroom chat --json` prints it)."""

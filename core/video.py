@@ -1,5 +1,6 @@
-"""Clips in chat: a bounded job queue with its own workers (text chat never waits for it), progress
-notes for long jobs, and follow-up questions about the last clip of a conversation."""
+"""Clips in chat: a bounded job queue (in-process, or on Redis for workers on other machines) so text
+chat never waits for it, progress notes for long jobs, and follow-up questions about the last clip
+of a conversation."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from core.commands import Context
 from core.config import VideoSection
 from core.events import Attachment, AttachmentError, AttachmentKind, ConversationKey
-from core.reply import SentRef, split_text
+from core.metrics import Metrics
+from core.reply import Replier, SentRef, split_text
 from models.files import ModelFileError
 from models.valley.errors import CheckpointError
 from models.valley.generate import Decoding
@@ -31,6 +33,8 @@ OFF = ("Video description is off on this bot. An admin can turn it on by pointin
        "bot.toml at a Valley checkpoint (README, \"Video description\").")
 BUSY = "I'm already watching {n} clips; please send this one again in a few minutes."
 CLOSING = "I'm restarting and could not finish watching your clip; please send it again in a minute."
+FOLLOWUP = "Looking at the clip again…"
+FORGOTTEN = "I no longer have that clip; please send it again."
 ABOUT_CLIP = re.compile(r"\?\s*$|\b(video|clip|scene|frames?|descri\w*|fix|wrong|correct\w*|not\b.*\binstead)\b", re.I)
 
 
@@ -40,36 +44,59 @@ class ClipThread:
 
     clip: "Clip"
     turns: list[tuple[str, str]]
+
+
+@dataclass
+class Recent:
+    """What the bot process knows for routing: its messages about the clip, and when it last spoke."""
+
     message_ids: set[str]
     at: float
 
 
 @dataclass
 class Job:
-    ctx: Context
+    key: ConversationKey
+    message_id: str
+    replier: Replier
     question: str
     attachment: Attachment | None = None  # None: a follow-up about the conversation's clip
     status: SentRef | None = None
+    ctx: Context | None = None  # in-process jobs: for the character's comment
     stage: str = "waiting for my turn"
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+class QueueDown(Exception):
+    """The job queue cannot be reached (Redis down); worded for the user."""
+
+
+class LocalThreads(dict):
+    """Clip threads in this process (``get`` and ``put`` by conversation)."""
+
+    def put(self, key: ConversationKey, thread: ClipThread) -> None:
+        self[key] = thread
+
+
 class VideoDesk:
-    """Takes clips and questions about them from the dispatcher and answers them from its own workers."""
+    """Takes clips and questions about them from the dispatcher, queues them, and (in a worker, or
+    here with the in-process queue) answers them."""
 
     def __init__(self, config: VideoSection, load: Callable[[], "Valley"], tmp_dir: Path,
                  comment: Callable[[Context, str], Awaitable[None]] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, metrics: Metrics | None = None,
+                 jobs: "JobQueue | None" = None, threads: Any = None) -> None:
         self.config = config
         self.load = load
         self.tmp_dir = tmp_dir
         self.comment = comment if config.comment else None
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self.decoding = Decoding(config.max_new_tokens, config.temperature)
-        self.threads: dict[ConversationKey, ClipThread] = {}
-        self._queue: asyncio.Queue[Job] | None = None
-        self._workers: list[asyncio.Task] = []
-        self._locks: dict[ConversationKey, asyncio.Lock] = {}
+        self.threads = threads if threads is not None else LocalThreads()
+        self.recent: dict[ConversationKey, Recent] = {}
+        self.jobs = jobs or LocalJobs(self)
+        self.metrics.watch_queue("video", self.jobs.depth_now)
 
     @property
     def enabled(self) -> bool:
@@ -82,72 +109,94 @@ class VideoDesk:
     def is_followup(self, ctx: Context) -> bool:
         """A reply to a description or answer; or, within the window, a question or a remark about the clip."""
         message = ctx.message
-        thread = self.threads.get(message.key)
-        if thread is None or message.command is not None or not message.text.strip():
+        recent = self.recent.get(message.key)
+        if recent is None or message.command is not None or not message.text.strip():
             return False
         if message.reply_to_id is not None:
-            return message.reply_to_id in thread.message_ids
-        return self.clock() - thread.at <= self.config.followup_minutes * 60 and bool(ABOUT_CLIP.search(message.text))
+            return message.reply_to_id in recent.message_ids
+        return self.clock() - recent.at <= self.config.followup_minutes * 60 and bool(ABOUT_CLIP.search(message.text))
+
+    def _remember(self, key: ConversationKey, *message_ids: str) -> None:
+        recent = self.recent.setdefault(key, Recent(set(), 0.0))
+        recent.message_ids.update(message_ids)
+        recent.at = self.clock()
 
     async def on_video(self, ctx: Context) -> None:
         if not self.enabled:
             await ctx.say(OFF)
             return
-        await self._submit(Job(ctx, ctx.message.text.strip() or DEFAULT_QUESTION, self.video_of(ctx)),
-                           "Watching your clip…")
+        question = ctx.message.text.strip() or DEFAULT_QUESTION
+        await self._submit(self._job(ctx, question, self.video_of(ctx)), "Watching your clip…")
 
     async def on_followup(self, ctx: Context) -> None:
-        await self._submit(Job(ctx, ctx.message.text.strip()), None)
+        # a remote worker edits its answer into a status line: the bot knows the answer's message id
+        await self._submit(self._job(ctx, ctx.message.text.strip()), FOLLOWUP if self.jobs.remote else None)
+
+    @staticmethod
+    def _job(ctx: Context, question: str, attachment: Attachment | None = None) -> Job:
+        return Job(ctx.message.key, ctx.message.id, ctx.replier, question, attachment, ctx=ctx)
 
     async def _submit(self, job: Job, status: str | None) -> None:
-        if self._queue is None:
-            self._queue = asyncio.Queue(self.config.queue_size)
-            self._workers = [asyncio.create_task(self._work()) for _ in range(self.config.workers)]
-        if self._queue.full():
-            await job.ctx.say(BUSY.format(n=self._queue.qsize()))
+        try:
+            if not await self.jobs.claim(job):
+                log.info("video: message %s in %s was queued before; not again", job.message_id, job.key)
+                return
+            ahead = await self.jobs.depth()
+            if ahead >= self.config.queue_size:
+                self.metrics.video_jobs.labels("busy").inc()
+                await job.replier.send(BUSY.format(n=ahead))
+                return
+            if status is not None:
+                job.status = await job.replier.send(status + (f" ({ahead} ahead of it)" if ahead else ""))
+            await self.jobs.put(job)
+        except QueueDown as e:
+            log.error("video queue: %s", e)
+            self.metrics.video_jobs.labels("queue down").inc()
+            await self.tell(job, f"Video description is unavailable right now: {e}")
             return
-        ahead = self._queue.qsize()
-        if status is not None:
-            job.status = await job.ctx.replier.send(status + (f" ({ahead} ahead of it)" if ahead else ""))
-        self._queue.put_nowait(job)
+        except AttachmentError as e:
+            await self.tell(job, str(e))
+            return
+        if self.jobs.remote and job.status is not None:
+            self._remember(job.key, job.message_id, job.status.id)
 
     async def idle(self) -> None:
-        """Wait until every queued job is answered."""
-        if self._queue is not None:
-            await self._queue.join()
+        """Wait until every queued job is answered (in-process queue)."""
+        await self.jobs.idle()
 
-    async def _work(self) -> None:
-        assert self._queue is not None
-        while True:
-            job = await self._queue.get()
-            try:
-                async with self._locks.setdefault(job.ctx.message.key, asyncio.Lock()):
-                    await self._run(job)
-            except asyncio.CancelledError:
-                await self._tell(job, CLOSING)
-                raise
-            except (VideoError, AttachmentError, CheckpointError, ModelFileError, ValueError) as e:
-                if isinstance(e, (CheckpointError, ModelFileError)):
-                    log.error("video model unavailable: %s", e)
-                    e = f"Video description is unavailable right now: {e}"
-                await self._tell(job, str(e))
-            except Exception:
-                log.exception("video job failed in %s", job.ctx.message.key)
-                await self._tell(job, "Sorry, something went wrong while I was watching that clip.")
-            finally:
-                self._queue.task_done()
+    async def handle(self, job: Job) -> str:
+        """Run one job and answer its sender, whatever happens; returns the outcome (for metrics)."""
+        try:
+            await self._run(job)
+            outcome = "answered"
+        except asyncio.CancelledError:
+            self.metrics.video_jobs.labels("cut off").inc()
+            await self.tell(job, CLOSING)
+            raise
+        except (VideoError, AttachmentError, CheckpointError, ModelFileError, ValueError) as e:
+            outcome = "refused"
+            if isinstance(e, (CheckpointError, ModelFileError)):
+                log.error("video model unavailable: %s", e)
+                e, outcome = f"Video description is unavailable right now: {e}", "unavailable"
+            await self.tell(job, str(e))
+        except Exception:
+            log.exception("video job failed in %s", job.key)
+            outcome = "failed"
+            await self.tell(job, "Sorry, something went wrong while I was watching that clip.")
+        self.metrics.video_jobs.labels(outcome).inc()
+        return outcome
 
     async def _run(self, job: Job) -> None:
         progress = asyncio.create_task(self._progress(job))
         try:
             valley = await asyncio.to_thread(self.load)
-            key = job.ctx.message.key
             if job.attachment is None:
-                thread = self.threads[key]
+                thread = self.threads.get(job.key)
+                if thread is None:
+                    raise ValueError(FORGOTTEN)
                 job.stage = "thinking about your question"
                 answer = await asyncio.to_thread(valley.ask, thread.clip, job.question, thread.turns, self.decoding)
                 thread.turns.append((job.question, answer.text))
-                sent = await self._tell(job, answer.text or "…")
             else:
                 job.stage = "downloading it"
                 data = await job.attachment.read()
@@ -155,15 +204,15 @@ class VideoDesk:
                 clip = await asyncio.to_thread(self._clip, valley, data, job.attachment.filename)
                 job.stage = "writing the description"
                 answer = await asyncio.to_thread(valley.ask, clip, job.question, [], self.decoding)
-                thread = ClipThread(clip, [(job.question, answer.text)], {job.ctx.message.id}, 0.0)
-                self.threads[key] = thread
-                sent = await self._tell(job, answer.text or "…")
-            thread.message_ids.add(sent.id)
-            thread.at = self.clock()
+                thread = ClipThread(clip, [(job.question, answer.text)])
+            self.threads.put(job.key, thread)
+            sent = await self.tell(job, answer.text or "…")
+            if not self.jobs.remote:
+                self._remember(job.key, job.message_id, sent.id)
         finally:
             job.done.set()
             progress.cancel()
-        if job.attachment is not None and self.comment is not None:
+        if job.attachment is not None and self.comment is not None and job.ctx is not None:
             await self.comment(job.ctx, answer.text)
 
     def _clip(self, valley: "Valley", data: bytes, filename: str) -> "Clip":
@@ -181,19 +230,86 @@ class VideoDesk:
             try:
                 await asyncio.wait_for(job.done.wait(), self.config.progress_seconds)
             except TimeoutError:
-                await job.ctx.replier.edit(job.status, f"Still watching your clip: {job.stage}…")
+                await job.replier.edit(job.status, f"Still watching your clip: {job.stage}…")
 
-    async def _tell(self, job: Job, text: str) -> SentRef:
+    async def tell(self, job: Job, text: str) -> SentRef:
         """The answer replaces the status line when there is one; what does not fit follows."""
-        parts = split_text(text, job.ctx.replier.max_len)
+        parts = split_text(text, job.replier.max_len)
         if job.status is None:
-            sent = await job.ctx.replier.send(parts[0])
+            sent = await job.replier.send(parts[0])
         else:
-            await job.ctx.replier.edit(job.status, parts[0])
+            await job.replier.edit(job.status, parts[0])
             sent = job.status
         for part in parts[1:]:
-            await job.ctx.replier.send(part)
+            await job.replier.send(part)
         return sent
+
+    async def close(self) -> None:
+        await self.jobs.close()
+
+
+class JobQueue(Protocol):
+    remote: bool
+
+    async def claim(self, job: Job) -> bool:
+        """False for a message queued before."""
+
+    async def depth(self) -> int: ...
+
+    def depth_now(self) -> int:
+        """The depth for the metrics gauge (-1 when unknown)."""
+
+    async def put(self, job: Job) -> None: ...
+
+    async def idle(self) -> None: ...
+
+    def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalJobs:
+    """An asyncio queue with ``video.workers`` tasks in this process; one job at a time per conversation."""
+
+    remote = False
+
+    def __init__(self, desk: VideoDesk) -> None:
+        self.desk = desk
+        self._queue: asyncio.Queue[Job] | None = None
+        self._workers: list[asyncio.Task] = []
+        self._locks: dict[ConversationKey, asyncio.Lock] = {}
+
+    async def claim(self, job: Job) -> bool:
+        return True
+
+    async def depth(self) -> int:
+        return self.depth_now()
+
+    def depth_now(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    async def put(self, job: Job) -> None:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._workers = [asyncio.create_task(self._work()) for _ in range(self.desk.config.workers)]
+        self._queue.put_nowait(job)
+
+    def ping(self) -> None:
+        return None
+
+    async def idle(self) -> None:
+        if self._queue is not None:
+            await self._queue.join()
+
+    async def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            job = await self._queue.get()
+            try:
+                async with self._locks.setdefault(job.key, asyncio.Lock()):
+                    await self.desk.handle(job)
+            finally:
+                self._queue.task_done()
 
     async def close(self) -> None:
         """Stop the workers; a job cut off, and each still waiting, is told to send its clip again."""
@@ -201,5 +317,4 @@ class VideoDesk:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         while self._queue is not None and not self._queue.empty():
-            job = self._queue.get_nowait()
-            await self._tell(job, CLOSING)
+            await self.desk.tell(self._queue.get_nowait(), CLOSING)

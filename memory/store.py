@@ -11,7 +11,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 
@@ -60,7 +60,16 @@ class VectorIndex(Protocol):
 
     def count(self) -> int: ...
 
+    def points(self) -> Iterator[Passage]:
+        """Every point with its vectors (for export)."""
+
     def close(self) -> None: ...
+
+
+def _passage(id: Any, payload: dict, vector: dict) -> Passage:
+    sparse = vector[LEXICAL]
+    return Passage(str(id), int(payload["story"]), np.asarray(vector[DENSE], dtype=np.float32),
+                   (list(sparse.indices), list(sparse.values)))
 
 
 class MemoryStore(Protocol):
@@ -106,6 +115,17 @@ class EdgeIndex:
         from qdrant_edge import CountRequest
 
         return int(self.shard.count(CountRequest()))
+
+    def points(self) -> Iterator[Passage]:
+        from qdrant_edge import ScrollRequest
+
+        offset = None
+        while True:
+            records, offset = self.shard.scroll(ScrollRequest(offset=offset, limit=256, with_payload=True,
+                                                              with_vector=True))
+            yield from (_passage(r.id, r.payload, r.vector) for r in records)
+            if offset is None:
+                return
 
     def close(self) -> None:
         self.shard.close()
@@ -190,8 +210,26 @@ class ServerIndex:
     def count(self) -> int:
         return int(self.client.count(self.collection, exact=True).count)
 
+    def points(self) -> Iterator[Passage]:
+        offset = None
+        while True:
+            records, offset = self.client.scroll(self.collection, offset=offset, limit=256, with_payload=True,
+                                                 with_vectors=True)
+            yield from (_passage(r.id, r.payload, r.vector) for r in records)
+            if offset is None:
+                return
+
     def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Collection settings for a Qdrant cluster (the server's defaults: 1, 1, payload in memory)."""
+
+    shard_number: int = 1
+    replication_factor: int = 1
+    on_disk_payload: bool = False
 
 
 class ServerStore:
@@ -199,11 +237,12 @@ class ServerStore:
 
     prefix = "greenroom__"
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, cluster: Cluster = Cluster()) -> None:
         self.client = client
+        self.cluster = cluster
 
     @classmethod
-    def connect(cls, url: str, api_key: str | None) -> "ServerStore":
+    def connect(cls, url: str, api_key: str | None, cluster: Cluster = Cluster()) -> "ServerStore":
         from qdrant_client import QdrantClient
 
         client = QdrantClient(url=url, api_key=api_key, timeout=10)
@@ -211,7 +250,7 @@ class ServerStore:
             client.get_collections()
         except Exception as e:
             raise ConnectionError(f"cannot reach the Qdrant server at {url}: {e}") from None
-        return cls(client)
+        return cls(client, cluster)
 
     def create(self, name: str, dim: int) -> ServerIndex:
         from qdrant_client import models
@@ -222,7 +261,9 @@ class ServerStore:
         self.client.create_collection(
             collection,
             vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
-            sparse_vectors_config={LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)})
+            sparse_vectors_config={LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            shard_number=self.cluster.shard_number, replication_factor=self.cluster.replication_factor,
+            on_disk_payload=self.cluster.on_disk_payload)
         return ServerIndex(self.client, collection)
 
     def commit(self, name: str, index: VectorIndex) -> None:

@@ -52,7 +52,7 @@ def config_file(tmp_path: Path) -> Path:
     """A config for one test: its own data folder, short replies, deterministic sampling."""
     path = tmp_path / "bot.toml"
     path.write_text('[bot]\ndata_dir = "data"\nowners = ["console:local"]\n'
-                    '[persona]\nmax_reply_tokens = 12\ntemperature = 0.0\n', encoding="utf-8")
+                    '[persona]\nmax_reply_tokens = 12\ntemperature = 0.0\n[health]\nport = 0\n', encoding="utf-8")
     return path
 
 
@@ -68,3 +68,23 @@ def app(config_file, embedder, llm):
     application.ensure_default_character()
     yield application
     application.close()
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """A tiny random Valley checkpoint converted for the CPU runtime."""
+    from models.valley.convert import convert
+    from tests.valley_fixture import build_checkpoint
+
+    base = tmp_path_factory.mktemp("valley")
+    return convert(build_checkpoint(base / "ck"), base / "cpu", "f32") and base / "cpu"
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Three short lossless clips (bytes), a, b and c."""
+    from tests.clips import lossless_clip, numbered_frames
+
+    folder = tmp_path_factory.mktemp("clips")
+    return {n: lossless_clip(folder / f"{n}.mkv", numbered_frames(12, 80, 60, seed=i)).read_bytes()
+            for i, n in enumerate(("a", "b", "c"))}

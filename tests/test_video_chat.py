@@ -18,25 +18,9 @@ from core.app import Greenroom
 from core.config import load_config
 from core.events import Attachment, AttachmentKind
 from core.video import BUSY, CLOSING, OFF
-from models.valley.convert import convert
 from models.valley.generate import Decoding
 from models.valley.prompt import DEFAULT_QUESTION
-from tests.clips import lossless_clip, numbered_frames
 from tests.helpers import RecordingReplier, message
-from tests.valley_fixture import build_checkpoint
-
-
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    base = tmp_path_factory.mktemp("valley")
-    return convert(build_checkpoint(base / "ck"), base / "cpu", "f32") and base / "cpu"
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clips")
-    return {n: lossless_clip(folder / f"{n}.mkv", numbered_frames(12, 80, 60, seed=i)).read_bytes()
-            for i, n in enumerate(("a", "b", "c"))}
 
 
 @pytest.fixture

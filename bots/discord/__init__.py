@@ -62,7 +62,13 @@ class DiscordReplier:
         return SentRef(str(sent.id), sent)
 
     async def edit(self, ref: SentRef, text: str) -> None:
-        await ref.raw.edit(content=text, allowed_mentions=NO_PINGS)
+        message = ref.raw or self.channel.get_partial_message(int(ref.id))  # type: ignore[attr-defined]
+        await message.edit(content=text, allowed_mentions=NO_PINGS)
+
+    def address(self) -> dict[str, Any]:
+        """Where to answer, for a worker in another process (`bots.remote`)."""
+        return {"platform": PLATFORM, "channel_id": self.channel.id,  # type: ignore[attr-defined]
+                "reply_to": self.reference.id if self.reference is not None else None}
 
     def typing(self):
         return self.channel.typing()
@@ -122,6 +128,10 @@ class DiscordAdapter:
             ready.cancel()
             await self._connection  # raises why the gateway failed
         log.info("discord: %s is connected", self.client.user)
+
+    @property
+    def ready(self) -> bool:
+        return self.accepting and self.client.is_ready() and not self.client.is_closed()
 
     async def watch(self) -> None:
         assert self._connection is not None

@@ -93,6 +93,12 @@ class TelegramReplier:
             if "not modified" not in e.message.lower():
                 raise
 
+    def address(self) -> dict[str, Any]:
+        """Where to answer, for a worker in another process (`bots.remote`)."""
+        return {"platform": PLATFORM, "chat_id": self.tg.chat_id, "chat_type": self.tg.chat.type,
+                "message_id": self.tg.message_id,
+                "thread_id": self.tg.message_thread_id if self.tg.is_topic_message else None}
+
     def typing(self):
         return repeating(lambda: self.tg.get_bot().send_chat_action(action=ChatAction.TYPING, **self._where()), 4.5)
 
@@ -141,6 +147,11 @@ class TelegramAdapter:
 
     def _webhook_path(self) -> str:
         return urlparse(self.settings.webhook_url).path.lstrip("/")
+
+    @property
+    def ready(self) -> bool:
+        updater = self.application.updater
+        return self.accepting and self.application.running and updater is not None and updater.running
 
     async def watch(self) -> None:
         await asyncio.get_running_loop().create_future()  # PTB retries lost connections itself

@@ -50,6 +50,15 @@ class OpenAIChatLLM:
         self._client = httpx.Client(base_url=self.base_url, headers=headers,
                                     timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
 
+    def ping(self, timeout: float = 3.0) -> None:
+        """Raise LLMUnavailable unless the server answers ``GET /models`` (readiness)."""
+        try:
+            response = self._client.get("/models", timeout=timeout)
+        except httpx.HTTPError as e:
+            raise LLMUnavailable(f"the language model server at {self.base_url} is not answering ({e})") from None
+        if response.status_code != 200:
+            raise LLMUnavailable(f"the language model server at {self.base_url} answered {response.status_code}")
+
     def count_tokens(self, text: str) -> int:
         return len(self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 

@@ -1,0 +1,157 @@
+"""Video jobs on Redis through RQ: the bot process queues them, `greenroom worker video` processes (on
+this or other machines, GPU or CPU) run them and post the answers through the platform APIs.
+
+A job carries where to answer (the platform, chat and message, and the status line to edit), the
+question, and for a new clip the clip's bytes under their own key. Each platform message becomes
+one job (claimed by message id, so a message delivered twice is described once). A worker that dies
+mid-job leaves it in RQ's started registry; once its time is up another worker's maintenance puts it
+back on the queue (``video.retries`` times).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import redis
+from rq import Queue, Retry
+
+from core.config import VideoSection, secret
+from core.events import ConversationKey
+from core.video import ClipThread, Job, QueueDown
+
+if TYPE_CHECKING:
+    from models.valley.model import Clip
+
+QUEUE = "greenroom-video"
+PREFIX = "greenroom:video:"
+DAY = 86400
+
+
+def job_id(key: ConversationKey, message_id: str) -> str:
+    """One job per platform message (RQ ids take letters, digits, - and _ only)."""
+    return "video-" + hashlib.sha1(f"{key}|{message_id}".encode()).hexdigest()[:24]
+
+
+def connect(config: VideoSection) -> redis.Redis:
+    """A client (no connection is made until it is used: the bot starts even when Redis is down)."""
+    return redis.Redis.from_url(config.redis_url, password=secret(config.redis_password_env),
+                                socket_connect_timeout=3, socket_timeout=30)
+
+
+def where(config: VideoSection) -> str:
+    """The Redis address for messages, without credentials."""
+    url = config.redis_url
+    return url.split("@", 1)[-1] if "@" in url else url
+
+
+class RedisJobs:
+    """The bot's side: claims, stores and queues jobs."""
+
+    remote = True
+
+    def __init__(self, client: redis.Redis, config: VideoSection) -> None:
+        self.redis = client
+        self.config = config
+        self.queue = Queue(QUEUE, connection=client)
+
+    @classmethod
+    def connect(cls, config: VideoSection) -> "RedisJobs":
+        return cls(connect(config), config)
+
+    def _down(self, e: Exception) -> QueueDown:
+        return QueueDown(f"the video queue at {where(self.config)} cannot be reached ({e})")
+
+    def ping(self) -> None:
+        try:
+            self.redis.ping()
+        except redis.RedisError as e:
+            raise self._down(e) from None
+
+    async def depth(self) -> int:
+        try:
+            return await asyncio.to_thread(lambda: self.queue.count)
+        except redis.RedisError as e:
+            raise self._down(e) from None
+
+    def depth_now(self) -> int:
+        try:
+            return self.queue.count
+        except redis.RedisError:
+            return -1
+
+    async def claim(self, job: Job) -> bool:
+        """False when this message was queued before (a platform delivering it twice)."""
+        seen = PREFIX + "seen:" + job_id(job.key, job.message_id)
+        try:
+            return bool(await asyncio.to_thread(self.redis.set, seen, 1, nx=True, ex=DAY))
+        except redis.RedisError as e:
+            raise self._down(e) from None
+
+    async def put(self, job: Job) -> None:
+        address = getattr(job.replier, "address", lambda: None)()
+        if address is None:
+            raise QueueDown("video workers answer on Discord and Telegram only")
+        ident = job_id(job.key, job.message_id)
+        data = await job.attachment.read() if job.attachment is not None else None
+        spec = {"id": ident, "key": [job.key.platform, job.key.chat_id, job.key.thread_id],
+                "message_id": job.message_id, "question": job.question, "address": address,
+                "status": job.status.id if job.status else None,
+                "clip": {"filename": job.attachment.filename, "size": len(data or b"")} if job.attachment else None}
+        keep = int(self.config.job_seconds * (self.config.retries + 1)) + 3600
+        retry = Retry(max=self.config.retries) if self.config.retries else None
+
+        def enqueue() -> None:
+            if data is not None:
+                self.redis.set(PREFIX + "clip:" + ident, data, ex=keep)
+            self.queue.enqueue("core.video_worker.perform", spec, job_id=ident, description=f"video job {ident}",
+                               job_timeout=int(self.config.job_seconds),
+                               retry=retry, result_ttl=DAY, failure_ttl=DAY)
+
+        try:
+            await asyncio.to_thread(enqueue)
+        except redis.RedisError as e:
+            raise self._down(e) from None
+
+    async def idle(self) -> None:
+        return None  # the jobs run in other processes
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.redis.close)
+
+
+class RedisThreads:
+    """Clip threads on Redis, so a follow-up question can go to any worker: the visual rows (npy)
+    and the turns (JSON), kept for the follow-up window."""
+
+    def __init__(self, client: redis.Redis, seconds: float) -> None:
+        self.redis = client
+        self.seconds = max(int(seconds), 60)
+
+    @staticmethod
+    def _key(key: ConversationKey) -> str:
+        return PREFIX + "thread:" + str(key)
+
+    def get(self, key: ConversationKey) -> ClipThread | None:
+        from models.valley.model import Clip
+
+        raw = self.redis.hgetall(self._key(key))
+        if not raw:
+            return None
+        meta: dict[str, Any] = json.loads(raw[b"meta"])
+        clip: Clip = Clip(np.load(io.BytesIO(raw[b"rows"])), meta["total_frames"], meta["indices"])
+        return ClipThread(clip, [tuple(t) for t in meta["turns"]])  # type: ignore[misc]
+
+    def put(self, key: ConversationKey, thread: ClipThread) -> None:
+        clip: Clip = thread.clip
+        rows = io.BytesIO()
+        np.save(rows, clip.rows, allow_pickle=False)
+        meta = {"total_frames": clip.total_frames, "indices": clip.indices, "turns": thread.turns}
+        with self.redis.pipeline() as pipe:
+            pipe.hset(self._key(key), mapping={"rows": rows.getvalue(), "meta": json.dumps(meta)})
+            pipe.expire(self._key(key), self.seconds)
+            pipe.execute()

@@ -1,0 +1,105 @@
+"""`greenroom worker video`: runs video jobs from the Redis queue and posts the answers itself.
+
+One process, one job at a time (RQ's SimpleWorker: the model stays loaded between jobs; start more
+processes for more at once). A job's ``video.job_seconds`` is its time limit; a worker killed mid-job
+holds it only until then (plus a few seconds), when another worker's maintenance re-queues it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from rq import SimpleWorker
+
+from bots.remote import remote_replier
+from core.config import ConfigError
+from core.events import Attachment, AttachmentError, AttachmentKind, ConversationKey
+from core.reply import SentRef
+from core.video import FORGOTTEN, Job, QueueDown, VideoDesk
+from core.video_redis import DAY, PREFIX, RedisJobs, RedisThreads
+
+if TYPE_CHECKING:
+    from core.app import Greenroom
+
+log = logging.getLogger(__name__)
+
+GRACE_SECONDS = 5  # after a job's time limit, before a dead worker's job is taken back
+WORKER_TTL = 20  # the worker's own registration; it also bounds each wait for a job (TTL - 15 s)
+
+_worker: "WorkerState | None" = None  # set by run_worker in the worker process
+
+
+class WorkerState:
+    """What jobs in this worker process share: the app (the model loads on the first job) and the desk."""
+
+    def __init__(self, app: "Greenroom", jobs: RedisJobs) -> None:
+        c = app.config.video
+        self.app = app
+        self.jobs = jobs
+        self.desk = VideoDesk(c, lambda: app.valley, app.data_dir / "video-tmp", metrics=app.metrics, jobs=jobs,
+                              threads=RedisThreads(jobs.redis, c.followup_minutes * 60 + 3600))
+
+
+class VideoWorker(SimpleWorker):
+    """RQ's in-process worker; a started job is held for its time limit plus a grace, not RQ's fixed minute."""
+
+    def get_heartbeat_ttl(self, job: Any, working_time: float = 0.0) -> int:
+        return int(max((job.timeout or 0) - working_time, 0)) + GRACE_SECONDS
+
+
+def perform(spec: dict[str, Any]) -> str:
+    """The job function RQ runs (by name: ``core.video_worker.perform``)."""
+    if _worker is None:
+        raise RuntimeError("video jobs run in `greenroom worker video`")
+    return asyncio.run(_perform(_worker, spec))
+
+
+def _stored_clip(state: WorkerState, spec: dict[str, Any]) -> Attachment:
+    key = PREFIX + "clip:" + spec["id"]
+
+    async def fetch() -> bytes:
+        data = await asyncio.to_thread(state.jobs.redis.get, key)
+        if data is None:
+            raise AttachmentError(FORGOTTEN)
+        return data
+
+    clip = spec["clip"]
+    return Attachment(AttachmentKind.VIDEO, clip["filename"], clip["size"], clip["size"], fetch=fetch)
+
+
+async def _perform(state: WorkerState, spec: dict[str, Any]) -> str:
+    done = PREFIX + "done:" + spec["id"]
+    if state.jobs.redis.exists(done):  # finished before, and its worker died before RQ recorded it
+        return "answered before"
+    async with remote_replier(state.app.config, spec["address"]) as replier:
+        job = Job(ConversationKey(*spec["key"]), spec["message_id"], replier, spec["question"],
+                  _stored_clip(state, spec) if spec["clip"] else None,
+                  SentRef(spec["status"]) if spec["status"] else None)
+        outcome = await state.desk.handle(job)
+    state.jobs.redis.set(done, outcome, ex=DAY)
+    state.jobs.redis.delete(PREFIX + "clip:" + spec["id"])
+    log.info("video job", extra={"job": {"job": spec["id"], "conversation": str(job.key), "outcome": outcome}})
+    return outcome
+
+
+def run_worker(app: "Greenroom", burst: bool = False) -> int:
+    """Work until SIGTERM/SIGINT (the job in hand is finished first); ``burst``: until the queue is empty."""
+    global _worker
+    c = app.config.video
+    if c.queue != "redis":
+        raise ConfigError('`greenroom worker video` needs video.queue = "redis"')
+    if not c.checkpoint:
+        raise ConfigError("`greenroom worker video` needs video.checkpoint (README, \"Video description\")")
+    jobs = RedisJobs.connect(c)
+    try:
+        jobs.ping()
+    except QueueDown as e:
+        raise ConfigError(str(e)) from None
+    _worker = WorkerState(app, jobs)
+    worker = VideoWorker([jobs.queue], connection=jobs.redis, worker_ttl=WORKER_TTL,
+                         maintenance_interval=max(1, min(60, int(c.job_seconds // 10))))
+    log.info("video worker %s on %s", worker.name, jobs.queue.name)
+    worker.work(burst=burst, logging_level=app.config.bot.log_level.upper())
+    return 0

@@ -1,0 +1,220 @@
+"""Video jobs on Redis: a real `redis-server` on 127.0.0.1, `greenroom worker video` processes, the bot's
+Telegram adapter and the workers' Telegram client against the fake Bot API server.
+
+Expected answers come from the same tiny Valley run in the test process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from rq import Queue
+from rq.registry import StartedJobRegistry
+
+from bots.telegram.html import to_html
+from core.app import Greenroom
+from core.cli import main
+from core.config import load_config
+from core.health import readiness
+from core.video_redis import QUEUE
+from models.valley.generate import Decoding
+from models.valley.prompt import DEFAULT_QUESTION
+from tests.fakes.telegram_api import FakeTelegram
+from tests.helpers import RecordingReplier, message, running
+from tests.test_llm_openai import free_port
+from tests.test_telegram import adapter_for
+from tests.test_video_chat import clip_message
+
+VIDEO = 'vision_dtype = "float32"\nmax_new_tokens = 8\nprogress_seconds = 0\nqueue = "redis"\njob_seconds = 12\n'
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """Debian's redis-server on a free port, nothing saved to disk."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed (.ci/run installs Debian's redis-server)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 20
+    while True:  # readiness poll of a separate process
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail("redis-server did not start")
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def flushed(redis_url):
+    redis.Redis.from_url(redis_url).flushdb()
+    return redis_url
+
+
+@pytest.fixture
+async def fake():
+    async with FakeTelegram() as server:
+        yield server
+
+
+def video_config(path: Path, checkpoint: Path, redis_url: str, fake: FakeTelegram, extra: str = "") -> Path:
+    """Append the Redis video settings to ``path`` (a new file gets its own data folder)."""
+    start = path.read_text() if path.exists() else '[bot]\ndata_dir = "data"\n'
+    path.write_text(start + f'[video]\ncheckpoint = "{checkpoint}"\nredis_url = "{redis_url}"\n{VIDEO}{extra}'
+                    f'[telegram]\nbase_url = "{fake.base_url}"\nbase_file_url = "{fake.base_file_url}"\n',
+                    encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def bot(config_file, embedder, llm, converted, flushed, fake):
+    video_config(config_file, converted, flushed, fake)
+    app = Greenroom(load_config(config_file))
+    app.__dict__["embedder"] = embedder
+    app.__dict__["llm"] = llm
+    app.ensure_default_character()
+    yield app
+    app.close()
+
+
+class Workers:
+    """`greenroom worker video` processes, each with its own config and data folder; killed at the end."""
+
+    def __init__(self, tmp_path: Path, redis_url: str, fake: FakeTelegram) -> None:
+        self.tmp_path, self.redis_url, self.fake = tmp_path, redis_url, fake
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, checkpoint: Path) -> subprocess.Popen:
+        folder = self.tmp_path / f"worker{len(self.procs)}"
+        folder.mkdir()
+        config = video_config(folder / "bot.toml", checkpoint, self.redis_url, self.fake)
+        env = {**os.environ, "TELEGRAM_TOKEN": self.fake.token}
+        log = (folder / "worker.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "core.cli", "worker", "video", "--config", str(config)],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture
+def workers(tmp_path, flushed, fake):
+    w = Workers(tmp_path, flushed, fake)
+    yield w
+    w.stop()
+
+
+def expected(app: Greenroom, data: bytes, tmp_path: Path, question: str = DEFAULT_QUESTION, turns=()) -> str:
+    path = tmp_path / "expected.mkv"
+    path.write_bytes(data)
+    return app.valley.ask(app.valley.clip(path), question, list(turns), Decoding(8)).text
+
+
+def post_clip(fake: FakeTelegram, data: bytes, file_id: str = "clip1", **extra) -> dict:
+    fake.add_file(file_id, data)
+    return fake.message(video={"file_id": file_id, "file_unique_id": file_id, "width": 80, "height": 60,
+                               "duration": 1, "file_size": len(data), "mime_type": "video/x-matroska"}, **extra)
+
+
+async def edited_to(fake: FakeTelegram, text: str) -> list:
+    return await fake.wait_for("editMessageText", text=to_html(text), timeout=120)
+
+
+async def test_a_worker_describes_the_clip_and_answers_a_follow_up(bot, fake, workers, clips, converted,
+                                                                    tmp_path) -> None:
+    description = expected(bot, clips["a"], tmp_path)
+    workers.start(converted)
+    async with running(adapter_for(bot, fake)):
+        await fake.push(post_clip(fake, clips["a"]))
+        status = (await fake.wait_for("sendMessage"))[0]
+        assert status.params["text"] == "Watching your clip…"
+        [edit] = await edited_to(fake, description)
+        question = "What colour is the pan?"
+        await fake.push(fake.message(question, reply_to_message={
+            "message_id": int(edit.params["message_id"]), "date": 0, "chat": {"id": 1, "type": "private"}}))
+        answer = expected(bot, clips["a"], tmp_path, question, [(DEFAULT_QUESTION, description)])
+        await edited_to(fake, answer)
+    assert [c.params["text"] for c in fake.sent("sendMessage")] == ["Watching your clip…", "Looking at the clip again…"]
+
+
+async def test_a_worker_killed_mid_job_leaves_it_to_another(bot, fake, workers, clips, converted,
+                                                            tmp_path, flushed) -> None:
+    stuck = tmp_path / "stuck"  # a copy whose vision weights never arrive: its worker hangs while loading
+    shutil.copytree(converted, stuck)
+    (stuck / "vision.safetensors").unlink()
+    os.mkfifo(stuck / "vision.safetensors")
+    description = expected(bot, clips["b"], tmp_path)
+    first = workers.start(stuck)
+    started = StartedJobRegistry(QUEUE, connection=redis.Redis.from_url(flushed))
+    async with running(adapter_for(bot, fake)):
+        await fake.push(post_clip(fake, clips["b"]))
+        deadline = time.monotonic() + 60
+        while not started.get_job_ids():  # the first worker has taken the job
+            assert time.monotonic() < deadline, "no worker took the job"
+            await asyncio.sleep(0.1)
+        workers.start(converted)
+        first.send_signal(signal.SIGKILL)
+        await edited_to(fake, description)
+        assert len(fake.sent("editMessageText")) == 1  # finished once
+
+
+async def test_a_message_delivered_twice_is_queued_once(bot, flushed, clips) -> None:
+    class Addressed(RecordingReplier):
+        def address(self) -> dict:
+            return {"platform": "telegram", "chat_id": 1, "chat_type": "private", "message_id": 5, "thread_id": None}
+
+    replier = Addressed()
+    clip = dataclasses.replace(clip_message(clips["a"]), id="5")
+    for _ in range(2):
+        await (await bot.dispatcher.submit(clip, replier))
+    assert replier.messages == ["Watching your clip…"]
+    assert Queue(QUEUE, connection=redis.Redis.from_url(flushed)).count == 1
+
+
+async def test_redis_down_keeps_the_chat_going(config_file, embedder, llm, converted, fake, clips) -> None:
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    video_config(config_file, converted, down, fake)
+    app = Greenroom(load_config(config_file))
+    app.__dict__["embedder"], app.__dict__["llm"] = embedder, llm
+    try:
+        app.ensure_default_character()
+        replier = RecordingReplier()
+        await (await app.dispatcher.submit(clip_message(clips["a"]), replier))
+        assert replier.messages[0].startswith("Video description is unavailable right now: the video queue at "
+                                              f"{down} cannot be reached")
+        await (await app.dispatcher.submit(message("Hello there"), replier))
+        assert replier.traces[-1]["character"] == "wren"  # the persona still answers
+        checks = await readiness(app, [])
+        assert "cannot be reached" in checks["video queue"]
+    finally:
+        app.close()
+
+
+def test_a_worker_says_when_redis_is_down(config_file, converted, fake, capsys) -> None:
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    video_config(config_file, converted, down, fake)
+    assert main(["worker", "video", "--config", str(config_file)]) == 2
+    assert f"the video queue at {down} cannot be reached" in capsys.readouterr().err
