@@ -86,11 +86,11 @@ def test_stop_sequences_end_the_reply(server) -> None:
 
 
 class FlakyProxy:
-    """Answers 503 to the first ``failures`` requests, then forwards to the server; counts requests
-    and the most in flight at once."""
+    """Answers 503 to the first ``failures`` requests (and to all while ``down``), else forwards to the
+    server; counts requests and the most in flight at once."""
 
     def __init__(self, target: str, failures: int) -> None:
-        self.target, self.failures = target, failures
+        self.target, self.failures, self.down = target, failures, False
         self.requests = self.in_flight = self.most = 0
         self.port = free_port()
         self.ready = threading.Event()
@@ -101,7 +101,7 @@ class FlakyProxy:
     async def _serve(self) -> None:
         async def handle(request: web.Request) -> web.StreamResponse:
             self.requests += 1
-            if self.requests <= self.failures:
+            if self.requests <= self.failures or self.down:
                 return web.Response(status=503, text="busy")
             self.in_flight += 1
             self.most = max(self.most, self.in_flight)
@@ -118,8 +118,15 @@ class FlakyProxy:
             finally:
                 self.in_flight -= 1
 
+        async def models(request: web.Request) -> web.Response:
+            if self.down:
+                return web.Response(status=503, text="busy")
+            async with ClientSession() as s, s.get(self.target + "/models") as r:
+                return web.Response(status=r.status, body=await r.read(), content_type=r.content_type)
+
         app = web.Application()
         app.router.add_post("/v1/chat/completions", handle)
+        app.router.add_get("/v1/models", models)
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", self.port).start()
@@ -173,5 +180,37 @@ def test_chat_tells_the_user_when_the_server_is_down(config_file, embedder) -> N
 
         asyncio.run(turn())
         assert replier.messages[-1] == "I can't reach my language model right now; please try again in a minute."
+    finally:
+        app.close()
+
+
+def test_readiness_goes_false_while_the_server_is_down_and_recovers(server, config_file, embedder) -> None:
+    from core.app import Greenroom
+    from core.config import load_config
+    from core.health import readiness
+    from tests.helpers import RecordingReplier, message
+
+    proxy = FlakyProxy(server, failures=0)
+    config_file.write_text(config_file.read_text() + f'[llm]\nbackend = "openai"\nbase_url = "{proxy.url}"\n'
+                           'retries = 0\n', encoding="utf-8")
+    app = Greenroom(load_config(config_file))
+    app.__dict__["embedder"] = embedder
+    try:
+        app.ensure_default_character()
+        app.persona  # loaded
+        assert asyncio.run(readiness(app, []))["model"] is None
+        proxy.down = True
+        assert asyncio.run(readiness(app, []))["model"] == f"the language model server at {proxy.url} answered 503"
+        replier = RecordingReplier()
+
+        async def turn() -> None:
+            await (await app.dispatcher.submit(message("Hello?"), replier))
+
+        asyncio.run(turn())
+        assert replier.messages[-1] == "I can't reach my language model right now; please try again in a minute."
+        proxy.down = False
+        assert asyncio.run(readiness(app, []))["model"] is None
+        asyncio.run(turn())
+        assert replier.traces  # answered again
     finally:
         app.close()
