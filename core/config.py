@@ -90,6 +90,8 @@ class DiscordSection(PlatformSection):
     gateway_url: str = ""
     message_content: bool = False  # the privileged intent; needed only for `/mode all`
     sync_commands: bool = True
+    shard_count: int = Field(0, ge=0)  # 0: one connection; N: the bot's N gateway shards, split across processes
+    shard_ids: list[int] = []  # the shards this process runs ([] = all of them)
 
 
 class TelegramSection(PlatformSection):

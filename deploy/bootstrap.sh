@@ -15,8 +15,9 @@ PIP="$VENV/bin/python -m pip"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 $PIP install -q --upgrade pip
 
-# 1. torch first: an unpinned torch resolves to a CUDA build.
-$PIP install -q torch==2.13.0
+# 1. torch first: an unpinned torch resolves to a CUDA build. TORCH_INDEX_URL picks another
+#    index (deploy/Dockerfile: the CPU wheels).
+$PIP install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 
 # 2. llama-cpp-python: the default native build crashes on this CPU (AMX); pip's wheel
 #    cache ignores CMAKE_ARGS, so build explicitly, without pip's cache, into our own.

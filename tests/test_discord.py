@@ -209,3 +209,18 @@ async def test_rejected_token_is_one_clear_error(app, fake):
     with pytest.raises(AdapterError, match="discord: the token in DISCORD_TOKEN was rejected"):
         await adapter.start()
     await adapter.close()
+
+
+def test_shard_settings_choose_the_shards_this_process_runs():
+    import discord
+
+    from bots.common import AdapterError
+    from bots.discord import client_for
+    from core.config import DiscordSection
+
+    assert type(client_for(DiscordSection())) is discord.Client
+    sharded = client_for(DiscordSection(shard_count=4, shard_ids=[2, 3]))
+    assert isinstance(sharded, discord.AutoShardedClient)
+    assert (sharded.shard_count, sharded.shard_ids) == (4, [2, 3])
+    with pytest.raises(AdapterError, match="must be below shard_count 4"):
+        client_for(DiscordSection(shard_count=4, shard_ids=[4]))

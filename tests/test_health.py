@@ -19,7 +19,7 @@ from core.health import HealthServer, readiness
 from core.logs import setup_logging
 from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import RecordingReplier, answer_with, message, running
-from tests.test_llm_openai import free_port
+from tests.servers import free_port
 from tests.test_telegram import adapter_for
 
 

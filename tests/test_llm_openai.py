@@ -4,13 +4,8 @@ SmolLM2 GGUF on 127.0.0.1, with a small proxy in front where a test needs to bre
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import sys
 import threading
-import time
 
-import httpx
 import pytest
 from aiohttp import ClientSession, web
 
@@ -18,45 +13,17 @@ from core.config import LlmSection
 from models.files import resolve_model_path
 from models.llm import Generation, LLMUnavailable, Sampling
 from models.llm.openai import OpenAIChatLLM
+from tests.servers import free_port, llama_server
 
 MESSAGES = [{"role": "system", "content": "You are Wren, a stage manager."},
             {"role": "user", "content": "What do you do before the curtain goes up?"}]
 GREEDY = Sampling(max_tokens=24, temperature=0.0)  # repeat_penalty 1.1: the server's default too
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """llama_cpp.server on 127.0.0.1; ready once /v1/models answers. Its log goes to a file (a pipe
-    nobody reads would fill up and stall it)."""
-    port = free_port()
-    log = (tmp_path_factory.mktemp("server") / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model",
-                             str(resolve_model_path(LlmSection().model)), "--host", "127.0.0.1", "--port", str(port),
-                             "--n_ctx", "2048", "--seed", "0"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        with httpx.Client() as client:
-            for _ in range(600):  # readiness poll of a separate process, up to 60 s
-                if proc.poll() is not None:
-                    pytest.fail(f"llama_cpp.server exited ({proc.returncode}); its log: {log.name}")
-                try:
-                    if client.get(f"{url}/models", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            else:
-                pytest.fail("llama_cpp.server did not start within 60 s")
+    with llama_server(resolve_model_path(LlmSection().model), tmp_path_factory.mktemp("server") / "server.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
 
 
 def backend(url: str, **kw) -> OpenAIChatLLM:

@@ -48,7 +48,7 @@ def test_cluster_settings_reach_the_server(tmp_path) -> None:
     from aiohttp import web
 
     from memory.store import Cluster
-    from tests.test_llm_openai import free_port
+    from tests.servers import free_port
 
     created: dict = {}
     port, ready = free_port(), threading.Event()

@@ -31,7 +31,7 @@ from models.valley.generate import Decoding
 from models.valley.prompt import DEFAULT_QUESTION
 from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import RecordingReplier, message, running
-from tests.test_llm_openai import free_port
+from tests.servers import free_port, redis_server
 from tests.test_telegram import adapter_for
 from tests.test_video_chat import clip_message
 
@@ -40,28 +40,13 @@ VIDEO = 'vision_dtype = "float32"\nmax_new_tokens = 8\nprogress_seconds = 0\nque
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
-    """Debian's redis-server on a free port, nothing saved to disk."""
-    exe = shutil.which("redis-server")
-    if exe is None:
+    try:
+        with redis_server(tmp_path_factory.mktemp("redis")) as url:
+            yield url
+    except FileNotFoundError as e:
         if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed (.ci/run installs Debian's redis-server)")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 20
-    while True:  # readiness poll of a separate process
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("redis-server did not start")
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
+            pytest.fail(f"{e}; .ci/run installs it")
+        pytest.skip(str(e))
 
 
 @pytest.fixture

@@ -44,6 +44,17 @@ def point_at(settings: DiscordSection) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
 
 
+def client_for(settings: DiscordSection) -> discord.Client:
+    """One gateway connection, or the configured shards of a sharded bot."""
+    if settings.shard_count:
+        if any(i >= settings.shard_count for i in settings.shard_ids):
+            raise AdapterError(f"discord.shard_ids {settings.shard_ids} must be below shard_count "
+                               f"{settings.shard_count}")
+        return discord.AutoShardedClient(intents=intents(settings), allowed_mentions=NO_PINGS,
+                                         shard_count=settings.shard_count, shard_ids=settings.shard_ids or None)
+    return discord.Client(intents=intents(settings), allowed_mentions=NO_PINGS)
+
+
 class DiscordReplier:
     """Answers in the message's channel (or thread); the first part replies to it in servers."""
 
@@ -100,7 +111,7 @@ class DiscordAdapter:
         self.settings = settings
         self.token = token
         self.limit = int(settings.max_download_mb * 1_000_000)
-        self.client = discord.Client(intents=intents(settings), allowed_mentions=NO_PINGS)
+        self.client = client_for(settings)
         self.tree = app_commands.CommandTree(self.client)
         for name, description in command_menu(app.commands, 100):
             self.tree.add_command(self._slash(name, description))

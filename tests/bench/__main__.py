@@ -6,7 +6,7 @@
 import importlib
 import sys
 
-BENCHES = ("turn", "load", "generation", "jsonl", "adapters", "fakenews", "video")
+BENCHES = ("turn", "load", "generation", "jsonl", "adapters", "fakenews", "video", "scaleout")
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or BENCHES:
