@@ -57,17 +57,35 @@ def config_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def app(config_file, embedder, llm):
-    """A Greenroom with the session's real models and the demo character loaded."""
+def open_app(config_file, embedder, llm):
+    """Opens Greenroom apps on ``config_file`` (plus ``extra`` settings appended first) with the
+    session's models and the demo character loaded; all closed after the test. ``own_llm``: the
+    language model the config names instead of the session's."""
     from core.app import Greenroom
     from core.config import load_config
 
-    application = Greenroom(load_config(config_file))
-    application.__dict__["embedder"] = embedder
-    application.__dict__["llm"] = llm
-    application.ensure_default_character()
-    yield application
-    application.close()
+    made = []
+
+    def open_(extra: str = "", own_llm: bool = False) -> Greenroom:
+        if extra:
+            config_file.write_text(config_file.read_text() + extra, encoding="utf-8")
+        application = Greenroom(load_config(config_file))
+        made.append(application)
+        application.__dict__["embedder"] = embedder
+        if not own_llm:
+            application.__dict__["llm"] = llm
+        application.ensure_default_character()
+        return application
+
+    yield open_
+    for application in made:
+        application.close()
+
+
+@pytest.fixture
+def app(open_app):
+    """A Greenroom with the session's real models and the demo character loaded."""
+    return open_app()
 
 
 @pytest.fixture(scope="module")

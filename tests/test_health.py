@@ -95,24 +95,19 @@ async def test_an_unreachable_memory_server_is_not_ready_and_named(config_file) 
         app.close()
 
 
-async def test_run_serves_health_on_the_configured_port(config_file, embedder, llm, fake) -> None:
+async def test_run_serves_health_on_the_configured_port(config_file, open_app, fake) -> None:
     port = free_port()
     config_file.write_text(config_file.read_text().replace("[health]\nport = 0", f"[health]\nport = {port}"),
                            encoding="utf-8")
-    app = Greenroom(load_config(config_file))
-    app.__dict__["embedder"], app.__dict__["llm"] = embedder, llm
-    try:
-        app.ensure_default_character()
-        server = asyncio.create_task(serve(app, [adapter_for(app, fake)]))
-        await fake.wait_for("getUpdates")
-        status, body = await get(f"http://127.0.0.1:{port}/readyz")
-        assert status == 200, body
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert await asyncio.wait_for(server, 30) == 0
-        with pytest.raises(OSError):  # closed with the bot
-            await get(f"http://127.0.0.1:{port}/healthz")
-    finally:
-        app.close()
+    app = open_app()
+    server = asyncio.create_task(serve(app, [adapter_for(app, fake)]))
+    await fake.wait_for("getUpdates")
+    status, body = await get(f"http://127.0.0.1:{port}/readyz")
+    assert status == 200, body
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(server, 30) == 0
+    with pytest.raises(OSError):  # closed with the bot
+        await get(f"http://127.0.0.1:{port}/healthz")
 
 
 @pytest.fixture

@@ -10,14 +10,17 @@ import pytest
 from aiohttp import ClientSession, web
 
 from core.config import LlmSection
+from core.health import readiness
 from models.files import resolve_model_path
 from models.llm import Generation, LLMUnavailable, Sampling
 from models.llm.openai import OpenAIChatLLM
+from tests.helpers import RecordingReplier, message
 from tests.servers import free_port, llama_server
 
 MESSAGES = [{"role": "system", "content": "You are Wren, a stage manager."},
             {"role": "user", "content": "What do you do before the curtain goes up?"}]
 GREEDY = Sampling(max_tokens=24, temperature=0.0)  # repeat_penalty 1.1: the server's default too
+DOWN = "I can't reach my language model right now; please try again in a minute."
 
 
 @pytest.fixture(scope="module")
@@ -128,56 +131,36 @@ def test_a_server_that_is_down_gives_a_clear_error() -> None:
         collect(backend(down, retries=1, backoff=0.01))
 
 
-def test_chat_tells_the_user_when_the_server_is_down(config_file, embedder) -> None:
-    from core.app import Greenroom
-    from core.config import load_config
-    from tests.helpers import RecordingReplier, message
-
-    config_file.write_text(config_file.read_text() + f'[llm]\nbackend = "openai"\n'
-                           f'base_url = "http://127.0.0.1:{free_port()}/v1"\nretries = 0\n', encoding="utf-8")
-    app = Greenroom(load_config(config_file))
-    app.__dict__["embedder"] = embedder
-    try:
-        app.ensure_default_character()
-        replier = RecordingReplier()
-
-        async def turn() -> None:
-            done = await app.dispatcher.submit(message("Hello?"), replier)
-            await done
-
-        asyncio.run(turn())
-        assert replier.messages[-1] == "I can't reach my language model right now; please try again in a minute."
-    finally:
-        app.close()
+def openai_app(open_app, base_url: str):
+    """An app whose language model is the OpenAI-compatible backend at ``base_url`` (no retries)."""
+    return open_app(f'[llm]\nbackend = "openai"\nbase_url = "{base_url}"\nretries = 0\n', own_llm=True)
 
 
-def test_readiness_goes_false_while_the_server_is_down_and_recovers(server, config_file, embedder) -> None:
-    from core.app import Greenroom
-    from core.config import load_config
-    from core.health import readiness
-    from tests.helpers import RecordingReplier, message
+def turn(app, replier) -> None:
+    async def run() -> None:
+        await (await app.dispatcher.submit(message("Hello?"), replier))
 
+    asyncio.run(run())
+
+
+def test_chat_tells_the_user_when_the_server_is_down(open_app) -> None:
+    app = openai_app(open_app, f"http://127.0.0.1:{free_port()}/v1")
+    replier = RecordingReplier()
+    turn(app, replier)
+    assert replier.messages[-1] == DOWN
+
+
+def test_readiness_goes_false_while_the_server_is_down_and_recovers(server, open_app) -> None:
     proxy = FlakyProxy(server, failures=0)
-    config_file.write_text(config_file.read_text() + f'[llm]\nbackend = "openai"\nbase_url = "{proxy.url}"\n'
-                           'retries = 0\n', encoding="utf-8")
-    app = Greenroom(load_config(config_file))
-    app.__dict__["embedder"] = embedder
-    try:
-        app.ensure_default_character()
-        app.persona  # loaded
-        assert asyncio.run(readiness(app, []))["model"] is None
-        proxy.down = True
-        assert asyncio.run(readiness(app, []))["model"] == f"the language model server at {proxy.url} answered 503"
-        replier = RecordingReplier()
-
-        async def turn() -> None:
-            await (await app.dispatcher.submit(message("Hello?"), replier))
-
-        asyncio.run(turn())
-        assert replier.messages[-1] == "I can't reach my language model right now; please try again in a minute."
-        proxy.down = False
-        assert asyncio.run(readiness(app, []))["model"] is None
-        asyncio.run(turn())
-        assert replier.traces  # answered again
-    finally:
-        app.close()
+    app = openai_app(open_app, proxy.url)
+    app.persona  # loaded
+    assert asyncio.run(readiness(app, []))["model"] is None
+    proxy.down = True
+    assert asyncio.run(readiness(app, []))["model"] == f"the language model server at {proxy.url} answered 503"
+    replier = RecordingReplier()
+    turn(app, replier)
+    assert replier.messages[-1] == DOWN
+    proxy.down = False
+    assert asyncio.run(readiness(app, []))["model"] is None
+    turn(app, replier)
+    assert replier.traces  # answered again

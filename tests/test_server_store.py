@@ -71,7 +71,7 @@ def test_cluster_settings_reach_the_server(tmp_path) -> None:
         app.router.add_get("/collections", listing)
         app.router.add_get("/collections/{name}/exists", exists)
         app.router.add_put("/collections/{name}", collection)
-        runner = web.AppRunner(app)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         ready.set()

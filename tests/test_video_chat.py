@@ -15,7 +15,6 @@ import threading
 import pytest
 
 from core.app import Greenroom
-from core.config import load_config
 from core.events import Attachment, AttachmentKind
 from core.video import BUSY, CLOSING, OFF
 from models.valley.generate import Decoding
@@ -24,26 +23,14 @@ from tests.helpers import RecordingReplier, message
 
 
 @pytest.fixture
-def make_app(config_file, embedder, llm, converted):
-    """A Greenroom with ``[video]`` settings (the tiny converted checkpoint unless they name another),
-    closed after the test."""
-    made: list[Greenroom] = []
-
+def make_app(open_app, converted):
+    """A Greenroom with ``[video]`` settings (the tiny converted checkpoint unless they name another)."""
     def make(video: str = "") -> Greenroom:
         if "checkpoint" not in video:
             video = f'checkpoint = "{converted}"\nvision_dtype = "float32"\n{video}'
-        config_file.write_text(config_file.read_text() + f"[video]\n{video}\nmax_new_tokens = 8\n",
-                               encoding="utf-8")
-        app = Greenroom(load_config(config_file))
-        app.__dict__["embedder"] = embedder
-        app.__dict__["llm"] = llm
-        app.ensure_default_character()
-        made.append(app)
-        return app
+        return open_app(f"[video]\n{video}\nmax_new_tokens = 8\n")
 
-    yield make
-    for app in made:
-        app.close()
+    return make
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from rq.registry import StartedJobRegistry
 from bots.telegram.html import to_html
 from core.app import Greenroom
 from core.cli import main
-from core.config import load_config
 from core.health import readiness
 from core.video_redis import QUEUE
 from models.valley.generate import Decoding
@@ -71,14 +70,9 @@ def video_config(path: Path, checkpoint: Path, redis_url: str, fake: FakeTelegra
 
 
 @pytest.fixture
-def bot(config_file, embedder, llm, converted, flushed, fake):
+def bot(config_file, open_app, converted, flushed, fake):
     video_config(config_file, converted, flushed, fake)
-    app = Greenroom(load_config(config_file))
-    app.__dict__["embedder"] = embedder
-    app.__dict__["llm"] = llm
-    app.ensure_default_character()
-    yield app
-    app.close()
+    return open_app()
 
 
 class Workers:
@@ -179,23 +173,18 @@ async def test_a_message_delivered_twice_is_queued_once(bot, flushed, clips) -> 
     assert Queue(QUEUE, connection=redis.Redis.from_url(flushed)).count == 1
 
 
-async def test_redis_down_keeps_the_chat_going(config_file, embedder, llm, converted, fake, clips) -> None:
+async def test_redis_down_keeps_the_chat_going(config_file, open_app, converted, fake, clips) -> None:
     down = f"redis://127.0.0.1:{free_port()}/0"
     video_config(config_file, converted, down, fake)
-    app = Greenroom(load_config(config_file))
-    app.__dict__["embedder"], app.__dict__["llm"] = embedder, llm
-    try:
-        app.ensure_default_character()
-        replier = RecordingReplier()
-        await (await app.dispatcher.submit(clip_message(clips["a"]), replier))
-        assert replier.messages[0].startswith("Video description is unavailable right now: the video queue at "
-                                              f"{down} cannot be reached")
-        await (await app.dispatcher.submit(message("Hello there"), replier))
-        assert replier.traces[-1]["character"] == "wren"  # the persona still answers
-        checks = await readiness(app, [])
-        assert "cannot be reached" in checks["video queue"]
-    finally:
-        app.close()
+    app = open_app()
+    replier = RecordingReplier()
+    await (await app.dispatcher.submit(clip_message(clips["a"]), replier))
+    assert replier.messages[0].startswith("Video description is unavailable right now: the video queue at "
+                                          f"{down} cannot be reached")
+    await (await app.dispatcher.submit(message("Hello there"), replier))
+    assert replier.traces[-1]["character"] == "wren"  # the persona still answers
+    checks = await readiness(app, [])
+    assert "cannot be reached" in checks["video queue"]
 
 
 def test_a_worker_says_when_redis_is_down(config_file, converted, fake, capsys) -> None:
