@@ -78,8 +78,8 @@ class HealthServer:
                                  status=200 if ready else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        metrics = self.app.metrics
-        return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+        metrics = self.app.metrics  # rendered off the loop: a queue gauge may ask Redis
+        return web.Response(body=await asyncio.to_thread(metrics.render), headers={"Content-Type": metrics.content_type})
 
     async def close(self) -> None:
         if self._runner is not None:

@@ -11,7 +11,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
 from core.commands import Context
 from core.config import VideoSection
@@ -71,8 +71,16 @@ class QueueDown(Exception):
     """The job queue cannot be reached (Redis down); worded for the user."""
 
 
+class ThreadStore(Protocol):
+    """Clip threads by conversation: in this process, or on Redis for workers elsewhere."""
+
+    def get(self, key: ConversationKey) -> ClipThread | None: ...
+
+    def put(self, key: ConversationKey, thread: ClipThread) -> None: ...
+
+
 class LocalThreads(dict):
-    """Clip threads in this process (``get`` and ``put`` by conversation)."""
+    """Clip threads in this process."""
 
     def put(self, key: ConversationKey, thread: ClipThread) -> None:
         self[key] = thread
@@ -85,7 +93,7 @@ class VideoDesk:
     def __init__(self, config: VideoSection, load: Callable[[], "Valley"], tmp_dir: Path,
                  comment: Callable[[Context, str], Awaitable[None]] | None = None,
                  clock: Callable[[], float] = time.monotonic, metrics: Metrics | None = None,
-                 jobs: "JobQueue | None" = None, threads: Any = None) -> None:
+                 jobs: "JobQueue | None" = None, threads: ThreadStore | None = None) -> None:
         self.config = config
         self.load = load
         self.tmp_dir = tmp_dir
@@ -93,7 +101,7 @@ class VideoDesk:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.decoding = Decoding(config.max_new_tokens, config.temperature)
-        self.threads = threads if threads is not None else LocalThreads()
+        self.threads: ThreadStore = threads if threads is not None else LocalThreads()
         self.recent: dict[ConversationKey, Recent] = {}
         self.jobs = jobs or LocalJobs(self)
         self.metrics.watch_queue("video", self.jobs.depth_now)
