@@ -65,7 +65,7 @@ class HealthServer:
             await self._runner.cleanup()
             raise ConfigError(f"health: cannot listen on {self.host}:{self.port} ({e.strerror}); set another "
                               "health.port, or health.enabled = false") from None
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = self._runner.addresses[0][1]
         log.info("health and metrics on http://%s:%d (/healthz /readyz /metrics)", self.host, self.port)
 
     async def _healthz(self, request: web.Request) -> web.Response:

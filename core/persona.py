@@ -152,8 +152,9 @@ class PersonaEngine:
         fields = {"conversation": str(message.key), "character": turn.loaded.character.id,
                   "latency_s": round(seconds, 3), "first_token_s": round(first, 3) if first is not None else None,
                   "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens}
+        if log.isEnabledFor(logging.DEBUG):
+            fields["text"] = turn.text
         log.info("turn", extra={"turn": fields})
-        log.debug("turn text", extra={"turn": {"conversation": str(message.key), "text": turn.text}})
 
     def trace(self, turn: PreparedTurn, reply: str, gen: Generation) -> dict[str, Any]:
         """The structured record of a turn (`greenroom chat --json` prints it)."""

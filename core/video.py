@@ -124,9 +124,12 @@ class VideoDesk:
             return message.reply_to_id in recent.message_ids
         return self.clock() - recent.at <= self.config.followup_minutes * 60 and bool(ABOUT_CLIP.search(message.text))
 
-    def _remember(self, key: ConversationKey, *message_ids: str) -> None:
-        recent = self.recent.setdefault(key, Recent(set(), 0.0))
-        recent.message_ids.update(message_ids)
+    def _remember(self, job: Job, sent: SentRef) -> None:
+        """The bot's messages about the conversation's clip (a new clip starts afresh), and when."""
+        recent = self.recent.get(job.key)
+        if recent is None or job.attachment is not None:
+            recent = self.recent[job.key] = Recent(set(), 0.0)
+        recent.message_ids.update({job.message_id, sent.id})
         recent.at = self.clock()
 
     async def on_video(self, ctx: Context) -> None:
@@ -166,7 +169,7 @@ class VideoDesk:
             await self.tell(job, str(e))
             return
         if self.jobs.remote and job.status is not None:
-            self._remember(job.key, job.message_id, job.status.id)
+            self._remember(job, job.status)
 
     async def idle(self) -> None:
         """Wait until every queued job is answered (in-process queue)."""
@@ -216,7 +219,7 @@ class VideoDesk:
             self.threads.put(job.key, thread)
             sent = await self.tell(job, answer.text or "…")
             if not self.jobs.remote:
-                self._remember(job.key, job.message_id, sent.id)
+                self._remember(job, sent)
         finally:
             job.done.set()
             progress.cancel()

@@ -11,7 +11,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -66,10 +66,17 @@ class VectorIndex(Protocol):
     def close(self) -> None: ...
 
 
-def _passage(id: Any, payload: dict, vector: dict) -> Passage:
-    sparse = vector[LEXICAL]
-    return Passage(str(id), int(payload["story"]), np.asarray(vector[DENSE], dtype=np.float32),
-                   (list(sparse.indices), list(sparse.values)))
+def _scrolled(page: Callable[[Any], tuple[list[Any], Any]]) -> Iterator[Passage]:
+    """Every point, a page at a time: ``page(offset)`` gives records (id, payload, vector) and the next offset."""
+    offset = None
+    while True:
+        records, offset = page(offset)
+        for r in records:
+            sparse = r.vector[LEXICAL]
+            yield Passage(str(r.id), int(r.payload["story"]), np.asarray(r.vector[DENSE], dtype=np.float32),
+                          (list(sparse.indices), list(sparse.values)))
+        if offset is None:
+            return
 
 
 class MemoryStore(Protocol):
@@ -119,13 +126,8 @@ class EdgeIndex:
     def points(self) -> Iterator[Passage]:
         from qdrant_edge import ScrollRequest
 
-        offset = None
-        while True:
-            records, offset = self.shard.scroll(ScrollRequest(offset=offset, limit=256, with_payload=True,
-                                                              with_vector=True))
-            yield from (_passage(r.id, r.payload, r.vector) for r in records)
-            if offset is None:
-                return
+        return _scrolled(lambda offset: self.shard.scroll(ScrollRequest(offset=offset, limit=256, with_payload=True,
+                                                                        with_vector=True)))
 
     def close(self) -> None:
         self.shard.close()
@@ -211,13 +213,8 @@ class ServerIndex:
         return int(self.client.count(self.collection, exact=True).count)
 
     def points(self) -> Iterator[Passage]:
-        offset = None
-        while True:
-            records, offset = self.client.scroll(self.collection, offset=offset, limit=256, with_payload=True,
-                                                 with_vectors=True)
-            yield from (_passage(r.id, r.payload, r.vector) for r in records)
-            if offset is None:
-                return
+        return _scrolled(lambda offset: self.client.scroll(self.collection, offset=offset, limit=256,
+                                                           with_payload=True, with_vectors=True))
 
     def close(self) -> None:
         pass

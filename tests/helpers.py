@@ -41,6 +41,18 @@ class RecordingReplier:
         self.traces.append(trace)
 
 
+class AddressedReplier(RecordingReplier):
+    """A recording replier that names a Telegram message, as the Redis video queue needs."""
+
+    def __init__(self, message_id: int = 1) -> None:
+        super().__init__()
+        self.message_id = message_id
+
+    def address(self) -> dict[str, Any]:
+        return {"platform": "telegram", "chat_id": 1, "chat_type": "private", "message_id": self.message_id,
+                "thread_id": None}
+
+
 def message(text: str, user: str = "u1", chat: str = "c1", direct: bool = True, platform: str = "test",
             mention: bool = False, admin: bool = False) -> Message:
     return Message(id=str(next(_ids)), key=ConversationKey(platform, chat), author=Actor(platform, user, user.title(),

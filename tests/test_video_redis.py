@@ -22,17 +22,15 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from bots.telegram.html import to_html
-from core.app import Greenroom
 from core.cli import main
 from core.health import readiness
 from core.video_redis import QUEUE
-from models.valley.generate import Decoding
 from models.valley.prompt import DEFAULT_QUESTION
 from tests.fakes.telegram_api import FakeTelegram
-from tests.helpers import RecordingReplier, message, running
+from tests.helpers import AddressedReplier, RecordingReplier, message, running
 from tests.servers import free_port, redis_server
 from tests.test_telegram import adapter_for
-from tests.test_video_chat import clip_message
+from tests.test_video_chat import clip_message, expected
 
 VIDEO = 'vision_dtype = "float32"\nmax_new_tokens = 8\nprogress_seconds = 0\nqueue = "redis"\njob_seconds = 12\n'
 
@@ -106,12 +104,6 @@ def workers(tmp_path, flushed, fake):
     w.stop()
 
 
-def expected(app: Greenroom, data: bytes, tmp_path: Path, question: str = DEFAULT_QUESTION, turns=()) -> str:
-    path = tmp_path / "expected.mkv"
-    path.write_bytes(data)
-    return app.valley.ask(app.valley.clip(path), question, list(turns), Decoding(8)).text
-
-
 def post_clip(fake: FakeTelegram, data: bytes, file_id: str = "clip1", **extra) -> dict:
     fake.add_file(file_id, data)
     return fake.message(video={"file_id": file_id, "file_unique_id": file_id, "width": 80, "height": 60,
@@ -161,11 +153,7 @@ async def test_a_worker_killed_mid_job_leaves_it_to_another(bot, fake, workers, 
 
 
 async def test_a_message_delivered_twice_is_queued_once(bot, flushed, clips) -> None:
-    class Addressed(RecordingReplier):
-        def address(self) -> dict:
-            return {"platform": "telegram", "chat_id": 1, "chat_type": "private", "message_id": 5, "thread_id": None}
-
-    replier = Addressed()
+    replier = AddressedReplier(5)
     clip = dataclasses.replace(clip_message(clips["a"]), id="5")
     for _ in range(2):
         await (await bot.dispatcher.submit(clip, replier))

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from tests.bench.common import median, table
 
-from core.config import LlmSection  # noqa: E402  (after common's thread settings)
-from models.files import resolve_model_path  # noqa: E402
-from models.llm import Generation, Sampling  # noqa: E402
+from core.config import LlmSection  # after common's thread settings
+from models.files import resolve_model_path
+from models.llm import Generation, Sampling
 
 MESSAGES = [{"role": "system", "content": "You are Wren, a stage manager who answers in full sentences."},
             {"role": "user", "content": "Walk me through the hour before the curtain goes up."}]
@@ -67,7 +67,7 @@ async def jobs_per_minute(folder: Path, redis_url: str, checkpoint: Path, clip: 
     from core.video import Job
     from core.video_redis import RedisJobs
     from tests.fakes.telegram_api import FakeTelegram
-    from tests.helpers import RecordingReplier
+    from tests.helpers import AddressedReplier
 
     redis.Redis.from_url(redis_url).flushdb()
     async with FakeTelegram() as fake:
@@ -84,18 +84,13 @@ async def jobs_per_minute(folder: Path, redis_url: str, checkpoint: Path, clip: 
                                           stdout=(home / "log").open("wb"), stderr=subprocess.STDOUT))
         jobs = RedisJobs.connect(VideoSection(checkpoint=str(checkpoint), queue="redis", redis_url=redis_url))
 
-        class Addressed(RecordingReplier):
-            def address(self) -> dict:
-                return {"platform": "telegram", "chat_id": 1, "chat_type": "private", "message_id": 1,
-                        "thread_id": None}
-
         async def fetch() -> bytes:
             return clip
 
         async def run(count: int, first_id: int) -> None:
             for n in range(first_id, first_id + count):
                 attachment = Attachment(AttachmentKind.VIDEO, "clip.mkv", len(clip), len(clip), fetch=fetch)
-                await jobs.put(Job(ConversationKey("telegram", str(n)), str(n), Addressed(), "Describe the clip.",
+                await jobs.put(Job(ConversationKey("telegram", str(n)), str(n), AddressedReplier(), "Describe the clip.",
                                    attachment))
             await fake.wait_for("sendMessage", count=first_id + count - 1, timeout=600)
 
