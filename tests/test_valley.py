@@ -4,9 +4,11 @@ templates, checkpoint formats, the two runtimes, apply-delta and convert."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
+import sentencepiece as spm
 import torch
 from safetensors.torch import load_file
 
@@ -15,7 +17,7 @@ from models.valley.errors import CheckpointError
 from models.valley.convert import apply_delta, check_gguf, convert
 from models.valley.generate import Decoding
 from models.valley.model import load_valley
-from models.valley.prompt import TokenIds, postprocess, render, video_tokens, visual_runs
+from models.valley.prompt import TokenIds, encode, postprocess, render, video_tokens, visual_runs
 from models.valley.vision import build_tower, layers_used, pool, project_then_pool, stored_layers
 from tests.clips import lossless_clip, numbered_frames
 from tests.valley_fixture import VISION_LAYERS, build_checkpoint
@@ -87,6 +89,34 @@ def test_templates_render_as_in_the_docs() -> None:
     assert "ByteDance.You are able" in june and "language.Follow" in june
     assert june.endswith("###Human: Hi!###Assistant: Hi there!  How can I help you today?\n"
                          "###Human: What is he cooking?\n" + video_tokens(2) + "###Assistant:")
+
+
+def slow_tokenizer_ids(folder, text: str) -> list[int]:
+    """Valley's training tokenizer (transformers 4.28's slow LlamaTokenizer), redone with sentencepiece:
+    split on the added tokens, strip whitespace on both sides of each, encode every other piece alone."""
+    sp = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+    added = json.loads((folder / "added_tokens.json").read_text())
+    parts = re.split("(" + "|".join(map(re.escape, added)) + ")", text)
+    ids = [sp.bos_id()]
+    for i, part in enumerate(parts):
+        if part in added:
+            ids.append(added[part])
+            continue
+        part = part.lstrip() if i > 0 else part
+        part = part.rstrip() if i < len(parts) - 1 else part
+        ids += sp.encode(part) if part else []
+    return ids
+
+
+@pytest.mark.parametrize("template", ["v1", "june"])
+def test_prompt_ids_are_those_valley_was_trained_on(checkpoint, template) -> None:
+    valley = load_valley(checkpoint, "gpu", device="cpu")
+    turns = [("What is in the pan?", "Milk.")]
+    for text in (render(template, [], "Describe this video concisely.", 8),
+                 render(template, turns, "The liquid is egg, not milk; fix your description.", 8)):
+        ids = encode(valley.tokenizer, text)
+        assert ids == slow_tokenizer_ids(checkpoint, text)
+        assert len(visual_runs(ids, valley.ids, 8)) == 2
 
 
 def test_follow_ups_carry_the_video_in_the_first_question_only() -> None:

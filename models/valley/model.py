@@ -16,7 +16,7 @@ from models.valley.checkpoint import (PROJECTOR_PREFIX, VISION_PREFIX, Shards, d
                                       load_tokenizer, read_config)
 from models.valley.errors import RUNTIMES, CheckpointError
 from models.valley.generate import Answer, Decoding, LanguageRuntime, generate
-from models.valley.prompt import DEFAULT_QUESTION, TEMPLATES, TokenIds, render, visual_runs
+from models.valley.prompt import DEFAULT_QUESTION, TEMPLATES, TokenIds, encode, render, visual_runs
 from models.valley.vision import VisualEncoder, build_tower, layers_used, projector_of, stored_layers
 from models.video.frames import Limits, read_frames
 from models.video.transform import video_tensor
@@ -65,7 +65,7 @@ class Valley:
         turns = list(turns or [])
         t = len(clip.rows) - 256
         while True:
-            ids = self.tokenizer(render(self.template, turns, question, t)).input_ids
+            ids = encode(self.tokenizer, render(self.template, turns, question, t))
             if len(ids) + min(decoding.max_new_tokens, 64) <= self.language.n_ctx or not turns:
                 break
             turns = turns[1:]

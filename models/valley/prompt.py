@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 PATCHES = 256
 IM_START, IM_PATCH, IM_END = "<im_start>", "<im_patch>", "<im_end>"
@@ -116,6 +117,22 @@ def render(template: str, turns: list[tuple[str, str]], question: str, frames: i
             text += f"###Human: {q}###Assistant: {a}"
         return text + f"###Human: {questions[-1]}###Assistant:"
     raise ValueError(f"unknown Valley template '{template}' (choose {' or '.join(TEMPLATES)})")
+
+
+_AROUND_RUN = re.compile(r"\s*(" + re.escape(IM_START) + ".*?" + re.escape(VI_END) + r")\s*", re.S)
+
+
+def encode(tokenizer: Callable, text: str) -> list[int]:
+    """The prompt's token ids as Valley was trained on them.
+
+    Valley's training (and v1 ``main`` inference with a slow tokenizer) used the slow LLaMA tokenizer of
+    transformers 4.28, which strips whitespace on both sides of added tokens: the line break before
+    ``<im_start>`` and the " \n" after ``<vi_end>`` never reached the model. Tokenizers today keep them,
+    so they are stripped from the text here; checked against the original code (README, "Checked against
+    the original code"). (``run_valley.py``'s fast ``AutoTokenizer``, converted from ``tokenizer.model``,
+    does not recognise Valley's tokens after a line break at all, so the video is silently left out.)
+    """
+    return tokenizer(_AROUND_RUN.sub(r"\1", text)).input_ids
 
 
 _PREFIXES = ("###", "Assistant:", "Response:", "Valley:")
