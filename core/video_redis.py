@@ -45,8 +45,7 @@ def connect(config: VideoSection) -> redis.Redis:
 
 def where(config: VideoSection) -> str:
     """The Redis address for messages, without credentials."""
-    url = config.redis_url
-    return url.split("@", 1)[-1] if "@" in url else url
+    return config.redis_url.rsplit("@", 1)[-1]
 
 
 class RedisJobs:

@@ -24,7 +24,7 @@ from models.video.frames import read_frames
 from models.video.transform import video_tensor
 from tests.clips import lossless_clip, numbered_frames
 from tests.conftest import reference_data
-from tests.valley_fixture import build_checkpoint, vision_config
+from tests.valley_fixture import build_checkpoint, tower_config
 
 QUESTION = "Describe this video concisely."
 NEW_TOKENS = 24
@@ -50,7 +50,7 @@ def original(tmp_path_factory):
     # the original projects 1024-d zeros; its transformers (4.28) predates grouped key/value heads, as do
     # the released checkpoints
     checkpoint = build_checkpoint(base / "checkpoint", vision_width=1024, kv_heads=4)
-    (base / "tower.json").write_text(json.dumps(vision_config(1024)))
+    (base / "tower.json").write_text(json.dumps(tower_config(1024)))
     clips = [lossless_clip(base / "wide.mkv", numbered_frames(40, 320, 240)),
              lossless_clip(base / "short.mkv", numbered_frames(3, 200, 300)), *sample_clips()]
     out = base / "out"

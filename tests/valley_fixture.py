@@ -45,7 +45,7 @@ def write_tokenizer(folder: Path) -> int:
     return base + len(ADDED)
 
 
-def vision_config(width: int = 32) -> dict:
+def tower_config(width: int = 32) -> dict:
     """The tiny CLIP tower's config (Valley's own code needs ``width`` 1024, ViT-L/14's); heads of 64 like CLIP's."""
     return dict(hidden_size=width, intermediate_size=64, num_hidden_layers=VISION_LAYERS,
                 num_attention_heads=max(1, width // 64),
@@ -59,7 +59,7 @@ def build_checkpoint(folder: Path, fmt: str = "safetensors", seed: int = 0, hidd
     folder.mkdir(parents=True, exist_ok=True)
     vocab = write_tokenizer(folder)
     torch.manual_seed(seed)
-    vision = CLIPVisionModel(CLIPVisionConfig(**vision_config(vision_width)))
+    vision = CLIPVisionModel(CLIPVisionConfig(**tower_config(vision_width)))
     llama_cfg = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=128, num_hidden_layers=2,
                      num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=1024,
                      rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
