@@ -2,23 +2,30 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.greenroom-setup
+CODE := bots core memory models greenroom tests setup.py
 
-.PHONY: run test bench setup clean
+.PHONY: run test lint bench setup clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml deploy/bootstrap.sh
+$(STAMP): pyproject.toml setup.py deploy/bootstrap.sh
 	./deploy/bootstrap.sh
 	touch $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/greenroom run
 
-test: $(STAMP)
+# the checks first (seconds), then the tests
+test: lint
 	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
+	PYTHON=$(CURDIR)/$(PY) ./deploy/typecheck.sh
 
 bench: $(STAMP)
 	$(PY) -m tests.bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build

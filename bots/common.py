@@ -1,24 +1,36 @@
-"""What both chat adapters share: the start-up error, the typing loop, command menus, links in text."""
+"""What both chat adapters share: the start-up error, the token, the typing loop, command menus."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Awaitable, Callable
 
-from core.commands import CommandRegistry, Level
+from greenroom.core.commands import CommandRegistry, Level
+from greenroom.core.config import ConfigError, PlatformSection, secret
+from greenroom.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class AdapterError(Exception):
+class AdapterError(UserError):
     """A platform that cannot start: a missing or rejected token, bad settings."""
+
+
+def platform_token(name: str, section: PlatformSection) -> str | None:
+    """The platform's token when it is enabled: by its token being set, unless ``enabled`` says otherwise."""
+    token = secret(section.token_env)  # type: ignore[attr-defined]
+    enabled = section.enabled if section.enabled is not None else token is not None
+    if enabled and token is None:
+        raise ConfigError(f"{name} is enabled but {section.token_env} is not set")  # type: ignore[attr-defined]
+    return token if enabled else None
 
 
 @asynccontextmanager
 async def repeating(action: Callable[[], Awaitable[object]], every: float) -> AsyncIterator[None]:
     """Run ``action`` now and every ``every`` seconds until the block ends (a typing indicator)."""
+
     async def loop() -> None:
         while True:
             try:

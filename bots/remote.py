@@ -4,11 +4,12 @@ video workers post descriptions through the platform APIs with these)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
-from core.config import Config, ConfigError, PlatformSection, secret
-from core.reply import Replier
+from greenroom.core.adapter import Replier
+from greenroom.core.config import Config, ConfigError, PlatformSection, secret
 
 
 def _token(name: str, section: PlatformSection) -> str:
@@ -22,22 +23,26 @@ def _token(name: str, section: PlatformSection) -> str:
 async def remote_replier(config: Config, address: dict[str, Any]) -> AsyncIterator[Replier]:
     """A replier like the adapter's own for that message, on a client opened for this use only."""
     if address["platform"] == "telegram":
-        from telegram import Bot, Chat, Message as TgMessage
+        from telegram import Bot, Chat
+        from telegram import Message as TgMessage
 
-        from bots.telegram import TelegramReplier
+        from greenroom.bots.telegram import TelegramReplier
 
         c = config.telegram
-        kwargs = {"base_url": c.base_url} if c.base_url else {}
-        async with Bot(_token("telegram", c), **kwargs) as bot:
-            tg = TgMessage(address["message_id"], dt.datetime.now(dt.timezone.utc),
-                           Chat(address["chat_id"], address["chat_type"]),
-                           message_thread_id=address["thread_id"], is_topic_message=address["thread_id"] is not None)
+        async with Bot(_token("telegram", c), **({"base_url": c.base_url} if c.base_url else {})) as bot:  # type: ignore[arg-type]
+            tg = TgMessage(
+                address["message_id"],
+                dt.datetime.now(dt.UTC),
+                Chat(address["chat_id"], address["chat_type"]),
+                message_thread_id=address["thread_id"],
+                is_topic_message=address["thread_id"] is not None,
+            )
             tg.set_bot(bot)
             yield TelegramReplier(tg, c)
     elif address["platform"] == "discord":
         import discord
 
-        from bots.discord import DiscordReplier, point_at
+        from greenroom.bots.discord import DiscordReplier, point_at
 
         point_at(config.discord)
         client = discord.Client(intents=discord.Intents.none())
@@ -45,7 +50,9 @@ async def remote_replier(config: Config, address: dict[str, Any]) -> AsyncIterat
         try:
             channel = client.get_partial_messageable(int(address["channel_id"]))
             reply_to = address.get("reply_to")
-            yield DiscordReplier(channel, config.discord, channel.get_partial_message(int(reply_to)) if reply_to else None)
+            yield DiscordReplier(
+                channel, config.discord, channel.get_partial_message(int(reply_to)) if reply_to else None
+            )
         finally:
             await client.close()
     else:

@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from core.events import Message
+from greenroom.core.events import Message
 
 
 class AuditLog:
@@ -16,9 +16,15 @@ class AuditLog:
         self._lock = threading.Lock()
 
     def record(self, message: Message, command: str, args: str, outcome: str) -> None:
-        entry = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "who": message.author.ref,
-                 "name": message.author.display_name, "where": str(message.key), "command": command,
-                 "args": args, "outcome": outcome}
+        entry = {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "who": message.author.ref,
+            "name": message.author.display_name,
+            "where": str(message.key),
+            "command": command,
+            "args": args,
+            "outcome": outcome,
+        }
         with self._lock, self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(entry, ensure_ascii=False) + "\n")
 

@@ -1,17 +1,16 @@
-"""Chat commands: permission levels, the registry, and the context a handler gets."""
+"""Chat commands: permission levels, the context a handler gets, command sets and the registry."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
 
-from core.events import Actor, Message
-from core.reply import Replier, StreamingReply, split_text
-from memory.settings import Settings
-
-if TYPE_CHECKING:
-    from core.app import Greenroom
+from greenroom.core.adapter import Replier
+from greenroom.core.config import ConfigError
+from greenroom.core.events import Actor, Message
+from greenroom.core.reply import StreamingReply, split_text
+from greenroom.memory.settings import Settings
 
 
 class Level(IntEnum):
@@ -49,6 +48,7 @@ class Access:
         return self._admits("user", message.author.ref) and self._admits("chat", message.key.chat)
 
     def _admits(self, kind: str, ref: str) -> bool:
+        assert self.lists is not None
         entries = self.lists.scope(f"acl:{kind}")
         verdict = entries.get(ref)
         return verdict == "allow" or (verdict is None and "allow" not in entries.values())
@@ -56,12 +56,12 @@ class Access:
 
 @dataclass
 class Context:
-    """Everything a handler needs for one message."""
+    """One message being handled: the message, how to answer it, and the sender's level.
+    Handlers get their services when they are built, never from here."""
 
     message: Message
     replier: Replier
     level: Level
-    app: "Greenroom"
     streams: list[StreamingReply] = field(default_factory=list)
 
     async def say(self, text: str) -> None:
@@ -96,17 +96,39 @@ class Command:
     run: CommandFn
 
 
-class CommandRegistry:
-    """Maps `/name [sub] args` to a command; refusals name the level needed."""
+class CommandSet:
+    """Commands declared together (one plugin's); ``add`` is a decorator."""
 
     def __init__(self) -> None:
-        self._commands: dict[str, Command] = {}
+        self._commands: list[Command] = []
 
     def add(self, path: str, level: Level, usage: str, help: str) -> Callable[[CommandFn], CommandFn]:
         def register(fn: CommandFn) -> CommandFn:
-            self._commands[path] = Command(path, level, usage, help, fn)
+            self._commands.append(Command(path, level, usage, help, fn))
             return fn
+
         return register
+
+    def __iter__(self) -> Iterator[Command]:
+        return iter(self._commands)
+
+
+class CommandRegistry:
+    """Maps `/name [sub] args` to a command; refusals name the level needed. ``/help`` is built in."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+        self.include([Command("help", Level.USER, "/help", "list the commands you can use", self._help)])
+
+    def include(self, commands: Iterable[Command]) -> None:
+        """Add commands; a path registered twice is a plugin conflict, refused at start."""
+        for cmd in commands:
+            if cmd.path in self._commands:
+                raise ConfigError(f"two plugins define the command /{cmd.path}")
+            self._commands[cmd.path] = cmd
+
+    async def _help(self, ctx: Context, args: str) -> str:
+        return "Commands:\n" + "\n".join(f"{c.usage}: {c.help}" for c in self.visible_to(ctx.level))
 
     def resolve(self, name: str, args: str) -> tuple[Command, str] | None:
         """Find `name sub` first, then `name`; returns the command and its remaining args."""
@@ -124,8 +146,9 @@ class CommandRegistry:
     def visible_to(self, level: Level) -> Iterable[Command]:
         return (c for c in self._commands.values() if c.level <= level)
 
-    async def run(self, ctx: Context, name: str, args: str,
-                  audit: Callable[[Command, str, str], None] | None = None) -> str | None:
+    async def run(
+        self, ctx: Context, name: str, args: str, audit: Callable[[Command, str, str], None] | None = None
+    ) -> str | None:
         """Run a command if the caller's level allows; ``audit`` sees every admin-level command run."""
         found = self.resolve(name, args)
         if found is None:

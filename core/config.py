@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from greenroom.errors import UserError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "bot.toml"
 ENV_PREFIX = "GREENROOM__"
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A configuration problem, worded for the person who runs the bot."""
 
 
@@ -71,7 +73,6 @@ def persona_settings(config: PersonaSection, character: dict) -> dict:
 
 class DispatchSection(Section):
     lane_depth: int = Field(8, ge=1)
-    model_slots: int = Field(1, ge=1)
     user_rate_per_minute: float = Field(10.0, ge=0)  # 0: no per-user rate limit
     user_burst: int = Field(5, ge=1)
     shutdown_deadline: float = Field(20.0, ge=0)
@@ -195,6 +196,7 @@ class Config(Section):
     embedder: EmbedderSection = EmbedderSection()
     memory: MemorySection = MemorySection()
     health: HealthSection = HealthSection()
+    plugins: dict[str, dict[str, Any]] = {}  # a third-party plugin's own settings: [plugins.NAME]
 
     def data_path(self) -> Path:
         return Path(self.bot.data_dir).expanduser().resolve()
@@ -217,7 +219,7 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, object]]:
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        parts = name[len(ENV_PREFIX):].lower().split("__")
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
         if len(parts) != 2:
             raise ConfigError(f"environment variable {name}: expected {ENV_PREFIX}SECTION__KEY")
         try:
@@ -228,8 +230,9 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, object]]:
     return out
 
 
-def load_config(path: str | Path | None = None, data_dir: str | None = None,
-                environ: dict[str, str] | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None, data_dir: str | None = None, environ: dict[str, str] | None = None
+) -> Config:
     """Read and validate the configuration.
 
     A relative ``data_dir`` in the file is taken from the file's folder; one given by
@@ -247,6 +250,8 @@ def load_config(path: str | Path | None = None, data_dir: str | None = None,
         if not isinstance(raw.get(section, {}), dict):
             raise ConfigError(f"'{section}' is not a section")
         raw.setdefault(section, {}).update(values)
+    if isinstance(raw.get("dispatch"), dict) and "model_slots" in raw["dispatch"]:
+        raise ConfigError(f"{path}: 'dispatch.model_slots' is now 'llm.slots' (the one throttle for model calls)")
     bot = raw.setdefault("bot", {})
     if not isinstance(bot, dict):
         raise ConfigError("'bot' must be a section")
@@ -269,6 +274,11 @@ def secret(env_name: str) -> str | None:
 
 def secret_values(config: Config) -> list[str]:
     """The values of every secret the config names (``*_env`` keys), for the logs to hide."""
-    names = [value for section in config.model_dump().values() for key, value in section.items()
-             if key.endswith("_env") and isinstance(value, str)]
+    sections = [*config.model_dump(exclude={"plugins"}).values(), *config.plugins.values()]
+    names = [
+        value
+        for section in sections
+        for key, value in section.items()
+        if key.endswith("_env") and isinstance(value, str)
+    ]
     return [v for name in names if (v := secret(name))]

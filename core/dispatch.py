@@ -1,9 +1,10 @@
-"""The dispatcher: trigger policy, one ordered lane per conversation, routing to handlers.
+"""The dispatcher: trigger policy, one ordered lane per conversation, routing to handlers, and the
+one error path.
 
 Messages of one conversation are handled strictly in order; different conversations run
 concurrently. A lane holds at most ``lane_depth`` waiting messages: one more gets a "busy"
-answer instead of being dropped silently. Model calls share a global semaphore
-(``model_gate``) so a burst of chats cannot start more generations than there are slots.
+answer instead of being dropped silently. A handler's `UserError` is shown to the user as it is;
+any other exception is logged with its traceback and an error id, and the user sees the id.
 """
 
 from __future__ import annotations
@@ -11,23 +12,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Awaitable, Callable
 
-from core.commands import Access, Context, Level
-from core.events import ConversationKey, Message
-from core.metrics import Metrics, message_kind
-from core.ratelimit import RateLimiter
-from core.reply import Replier
-
-if TYPE_CHECKING:
-    from core.app import Greenroom
+from greenroom.core.adapter import Replier
+from greenroom.core.commands import Access, Context, Level
+from greenroom.core.events import ConversationKey, Message
+from greenroom.core.metrics import Metrics, message_kind
+from greenroom.core.ratelimit import RateLimiter
+from greenroom.errors import UserError
 
 log = logging.getLogger(__name__)
 
 BUSY = "I'm still working on earlier messages here; please send that again in a moment."
 CLOSING = "I'm restarting; please send that again in a minute."
 CUT_OFF = "I had to stop before finishing this because I'm restarting; please send it again in a minute."
+DECLINED = "I can't take that from you here."
+RATE_LIMITED = "You're sending messages faster than I can answer; please wait a moment."
+FAILED = "Sorry, something went wrong on my side (error id {id})."
+
+Handle = Callable[[Context], Awaitable[None]]
 
 
 @dataclass(order=True)
@@ -37,8 +41,16 @@ class Route:
     priority: int
     name: str = field(compare=False)
     matches: Callable[[Context], bool] = field(compare=False)
-    handle: Callable[[Context], Awaitable[None]] = field(compare=False)
+    handle: Handle = field(compare=False)
     block: bool = field(default=True, compare=False)
+
+
+@dataclass(frozen=True)
+class Observer:
+    """Sees every admitted message, triggered or not (link checks); must not block."""
+
+    name: str
+    see: Callable[[Message, Replier], None]
 
 
 @dataclass
@@ -46,24 +58,29 @@ class _Item:
     message: Message
     replier: Replier
     done: asyncio.Future
+    ctx: Context | None = None  # work queued by a handler (`enqueue`): this context, this handler
+    handle: Handle | None = None
 
 
 class Dispatcher:
     """Accepts neutral messages from adapters and runs them through the routes."""
 
-    def __init__(self, app: "Greenroom", access: Access, lane_depth: int, model_slots: int,
-                 chat_mode: Callable[[ConversationKey], str], rate: RateLimiter | None = None,
-                 metrics: Metrics | None = None) -> None:
-        self.app = app
+    def __init__(
+        self,
+        access: Access,
+        lane_depth: int,
+        chat_mode: Callable[[ConversationKey], str],
+        rate: RateLimiter | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.access = access
         self.lane_depth = lane_depth
-        self.model_gate = asyncio.Semaphore(model_slots)
         self.chat_mode = chat_mode
         self.rate = rate or RateLimiter(0, 1)
         self.metrics = metrics or Metrics()
         self.metrics.watch_queue("messages", lambda: self.queued)
         self.routes: list[Route] = []
-        self.observers: list[Callable[[Message, Replier], None]] = []  # see every admitted message, triggered or not
+        self.observers: list[Observer] = []
         self._lanes: dict[ConversationKey, asyncio.Queue[_Item]] = {}
         self._workers: dict[ConversationKey, asyncio.Task] = {}
         self._running: dict[ConversationKey, Context] = {}
@@ -71,9 +88,13 @@ class Dispatcher:
         self._idle.set()
         self.closing = False
 
-    def add_route(self, route: Route) -> None:
-        self.routes.append(route)
-        self.routes.sort()
+    def add(self, handler: Route | Observer) -> None:
+        """A route (by priority) or an observer, as a handler plugin gives them."""
+        if isinstance(handler, Observer):
+            self.observers.append(handler)
+        else:
+            self.routes.append(handler)
+            self.routes.sort()
 
     def triggered(self, message: Message) -> bool:
         """Direct messages always; in groups mentions and replies, or everything in `all` mode."""
@@ -88,16 +109,24 @@ class Dispatcher:
     def queued(self) -> int:
         return sum(q.qsize() for q in self._lanes.values())
 
-    async def submit(self, message: Message, replier: Replier) -> asyncio.Future | None:
+    async def submit(
+        self, message: Message, replier: Replier, on_decline: Callable[[str], Awaitable[None]] | None = None
+    ) -> asyncio.Future | None:
         """Queue a message in its conversation's lane; the future resolves once it is handled.
 
-        Returns None when the message is not for the bot or was answered "busy".
+        Returns None when the message is not for the bot or was answered "busy". A message declined
+        without an answer (a denied sender, a repeated rate-limit refusal) calls ``on_decline`` with
+        a short reason, for platforms that must answer every command (Discord's slash commands).
         """
-        if message.author.is_bot or not self.access.admitted(message):
+        if message.author.is_bot:
+            return None
+        if not self.access.admitted(message):
+            if on_decline is not None:
+                await on_decline(DECLINED)
             return None
         if not self.closing:
-            for observe in self.observers:
-                observe(message, replier)
+            for observer in self.observers:
+                observer.see(message, replier)
         if not self.triggered(message):
             return None
         if self.closing:
@@ -108,20 +137,39 @@ class Dispatcher:
         if wait is not None:
             self.metrics.rate_limited.inc()
             if wait:
-                await replier.send(f"You're sending messages faster than I can answer; "
-                                   f"please wait {wait:.0f} s before the next one.")
+                await replier.send(
+                    f"You're sending messages faster than I can answer; please wait {wait:.0f} s before the next one."
+                )
+            elif on_decline is not None:
+                await on_decline(RATE_LIMITED)
             return None
-        lane = self._lanes.setdefault(message.key, asyncio.Queue(self.lane_depth))
-        done = asyncio.get_running_loop().create_future()
-        try:
-            lane.put_nowait(_Item(message, replier, done))
-        except asyncio.QueueFull:
+        item = _Item(message, replier, asyncio.get_running_loop().create_future())
+        if not self._queue(item):
             await replier.send(BUSY)
             return None
-        if message.key not in self._workers:
+        return item.done
+
+    async def enqueue(self, ctx: Context, handle: Handle) -> asyncio.Future | None:
+        """Run ``handle(ctx)`` in the conversation's lane, after what is already waiting there
+        (a character's comment on a clip described in the background)."""
+        item = _Item(ctx.message, ctx.replier, asyncio.get_running_loop().create_future(), ctx, handle)
+        if self.closing or not self._queue(item):
+            log.info("queued work for %s dropped: %s", ctx.message.key, "closing" if self.closing else "lane full")
+            return None
+        return item.done
+
+    def _queue(self, item: _Item) -> bool:
+        """Put an item in its conversation's lane (starting the lane's worker); False when the lane is full."""
+        key = item.message.key
+        lane = self._lanes.setdefault(key, asyncio.Queue(self.lane_depth))
+        try:
+            lane.put_nowait(item)
+        except asyncio.QueueFull:
+            return False
+        if key not in self._workers:
             self._idle.clear()
-            self._workers[message.key] = asyncio.create_task(self._work(message.key, lane))
-        return done
+            self._workers[key] = asyncio.create_task(self._work(key, lane))
+        return True
 
     async def idle(self) -> None:
         """Wait until every queued message has been handled."""
@@ -158,25 +206,34 @@ class Dispatcher:
         return True
 
     async def _handle(self, item: _Item) -> None:
-        ctx = Context(item.message, item.replier, self.access.level(item.message.author), self.app)
+        ctx = item.ctx or Context(item.message, item.replier, self.access.level(item.message.author))
         self._running[item.message.key] = ctx
         try:
+            if item.handle is not None:
+                await self._run("queued work", item.handle, ctx)
+                return
             for route in self.routes:
-                if not route.matches(ctx):
-                    continue
-                try:
-                    await route.handle(ctx)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    error_id = secrets.token_hex(4)
-                    self.metrics.errors.labels(route.name).inc()
-                    log.exception("handler %s failed (error id %s) in %s", route.name, error_id, item.message.key)
-                    await ctx.fail(f"Sorry, something went wrong on my side (error id {error_id}).")
-                if route.block:
-                    break
+                if route.matches(ctx):
+                    await self._run(route.name, route.handle, ctx)
+                    if route.block:
+                        break
         finally:
             self._running.pop(item.message.key, None)
+
+    async def _run(self, name: str, handle: Handle, ctx: Context) -> None:
+        """The one error path: a `UserError` is shown as it is; anything else gets an error id."""
+        try:
+            await handle(ctx)
+        except asyncio.CancelledError:
+            raise
+        except UserError as e:
+            log.log(e.log_level, "%s in %s: %s", name, ctx.message.key, getattr(e, "detail", e))
+            await ctx.fail(str(e))
+        except Exception:
+            error_id = secrets.token_hex(4)
+            self.metrics.errors.labels(name).inc()
+            log.exception("handler %s failed (error id %s) in %s", name, error_id, ctx.message.key)
+            await ctx.fail(FAILED.format(id=error_id))
 
     async def close(self, deadline: float) -> None:
         """Stop taking messages, let running turns finish within ``deadline`` seconds, then cancel
@@ -192,7 +249,8 @@ class Dispatcher:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        notices = [ctx.fail(CUT_OFF) for ctx in running] + [item.replier.send(CUT_OFF) for item in waiting]
+        notices: list[Awaitable[object]] = [ctx.fail(CUT_OFF) for ctx in running]
+        notices += [item.replier.send(CUT_OFF) for item in waiting if item.handle is None]  # senders, not queued work
         for result in await asyncio.gather(*notices, return_exceptions=True):
             if isinstance(result, Exception):
                 log.warning("could not tell a user their turn was cut off: %s", result)

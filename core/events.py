@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Awaitable, Callable
+from enum import StrEnum
+from typing import Any
+
+from greenroom.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -47,14 +50,14 @@ class Actor:
         return f"{self.platform}:{self.user_id}"
 
 
-class AttachmentKind(str, Enum):
+class AttachmentKind(StrEnum):
     VIDEO = "video"
     IMAGE = "image"
     AUDIO = "audio"
     FILE = "file"
 
 
-class AttachmentError(Exception):
+class AttachmentError(UserError):
     """An attachment that cannot be fetched: too large, or gone from the platform."""
 
 
@@ -85,8 +88,10 @@ class Attachment:
     def refusal(self, size: int | None = None) -> str:
         """The message for a file over the limit (``size``: what actually arrived, if not the stated size)."""
         note = f" ({self.limit_note})" if self.limit_note else ""
-        return (f"{self.filename} is {megabytes(size or self.size)}, over the {megabytes(self.limit)} limit{note}, "
-                f"so I did not download it.")
+        return (
+            f"{self.filename} is {megabytes(size or self.size)}, over the {megabytes(self.limit)} limit{note}, "
+            f"so I did not download it."
+        )
 
     async def read(self) -> bytes:
         """Download the file; refuses (without downloading) when it is over the limit."""

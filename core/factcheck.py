@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from collections.abc import Callable
 
-from core.config import FactcheckSection
-from core.events import ConversationKey, Message, urls_in
-from core.metrics import Metrics
-from core.ratelimit import RateLimiter
-from core.reply import Replier
-from memory.settings import Settings
-from models.fakenews.checker import LinkChecker, Verdict, normalise
-from models.fakenews.fetch import FetchError
+from greenroom.core.adapter import Replier
+from greenroom.core.config import FactcheckSection
+from greenroom.core.events import ConversationKey, Message, urls_in
+from greenroom.core.metrics import Metrics
+from greenroom.core.ratelimit import RateLimiter
+from greenroom.memory.settings import Settings
+from greenroom.models.fakenews.checker import LinkChecker, Verdict, normalise
+from greenroom.models.fakenews.fetch import FetchError
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +32,30 @@ def describe(v: Verdict) -> str:
     """One or two calm lines about a verdict."""
     if v.verdict == "error":
         return f"I could not check {v.url}: {v.error}."
-    machine = (f" It also reads as machine-written ({_percent(v.p_machine)})."
-               if v.p_machine is not None and v.p_machine >= 0.5 else "")
+    machine = (
+        f" It also reads as machine-written ({_percent(v.p_machine)})."
+        if v.p_machine is not None and v.p_machine >= 0.5
+        else ""
+    )
+    assert v.p_fake is not None  # every verdict but "error" has a score
     if v.verdict == "fake":
-        return (f"⚠️ {_named(v)} may be fake news: the detector puts it at {_percent(v.p_fake)} likely fake."
-                f"{machine}\n{ESTIMATE}")
+        return (
+            f"⚠️ {_named(v)} may be fake news: the detector puts it at {_percent(v.p_fake)} likely fake."
+            f"{machine}\n{ESTIMATE}"
+        )
     return f"{_named(v)} reads as real news to the detector ({_percent(v.p_fake)} likely fake).{machine}\n{ESTIMATE}"
 
 
 class FactCheck:
     """The per-chat switch and threshold, the per-chat fetch limit, and the background checks."""
 
-    def __init__(self, checker: Callable[[], LinkChecker], settings: Settings, config: FactcheckSection,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        checker: Callable[[], LinkChecker],
+        settings: Settings,
+        config: FactcheckSection,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._checker = checker
         self.metrics = metrics or Metrics()
         self.settings = settings

@@ -4,49 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
-from core.config import ConfigError
-
-if TYPE_CHECKING:
-    from bots.runner import Adapter
-    from core.app import Greenroom
+from greenroom.core.config import ConfigError
+from greenroom.core.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 5.0
 
 
-async def _check(probe: Callable[[], Any]) -> str | None:
-    """None when ``probe`` (blocking) returns within the time; else why not."""
+async def probe(check: Callable[[], Any]) -> str | None:
+    """None when ``check`` (blocking) returns within the time; else why not."""
     try:
-        await asyncio.wait_for(asyncio.to_thread(probe), CHECK_SECONDS)
+        await asyncio.wait_for(asyncio.to_thread(check), CHECK_SECONDS)
         return None
     except TimeoutError:
         return f"no answer within {CHECK_SECONDS:.0f} s"
     except Exception as e:
-        return str(e) or type(e).__name__
-
-
-async def readiness(app: "Greenroom", adapters: Sequence["Adapter"]) -> dict[str, str | None]:
-    """Each check's failure (None when it passes): every adapter connected, memory store reachable,
-    model loaded (and its server answering), video queue reachable when it is on Redis."""
-    checks: dict[str, str | None] = {a.name: None if a.ready else "not connected" for a in adapters}
-    checks["memory"] = await _check(app.check_store)
-    checks["model"] = "still loading" if "persona" not in app.__dict__ else await _check(app.check_model)
-    if app.config.video.queue == "redis" and app.video.enabled:
-        checks["video queue"] = await _check(app.video.jobs.ping)
-    return checks
+        return getattr(e, "detail", None) or str(e) or type(e).__name__
 
 
 class HealthServer:
     """Serves while the bot runs; ``port`` 0 picks a free one (``self.port`` says which)."""
 
-    def __init__(self, app: "Greenroom", adapters: Sequence["Adapter"], host: str, port: int) -> None:
-        self.app = app
-        self.adapters = adapters
+    def __init__(
+        self, metrics: Metrics, readiness: Callable[[], Awaitable[dict[str, str | None]]], host: str, port: int
+    ) -> None:
+        self.metrics = metrics
+        self.readiness = readiness  # each check's failure, None when it passes
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
@@ -63,8 +52,10 @@ class HealthServer:
             await site.start()
         except OSError as e:
             await self._runner.cleanup()
-            raise ConfigError(f"health: cannot listen on {self.host}:{self.port} ({e.strerror}); set another "
-                              "health.port, or health.enabled = false") from None
+            raise ConfigError(
+                f"health: cannot listen on {self.host}:{self.port} ({e.strerror}); set another "
+                "health.port, or health.enabled = false"
+            ) from None
         self.port = self._runner.addresses[0][1]
         log.info("health and metrics on http://%s:%d (/healthz /readyz /metrics)", self.host, self.port)
 
@@ -72,14 +63,17 @@ class HealthServer:
         return web.json_response({"alive": True})  # answered by the event loop, so the loop is alive
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        checks = await readiness(self.app, self.adapters)
+        checks = await self.readiness()
         ready = not any(checks.values())
-        return web.json_response({"ready": ready, "checks": {k: v or "ok" for k, v in checks.items()}},
-                                 status=200 if ready else 503)
+        return web.json_response(
+            {"ready": ready, "checks": {k: v or "ok" for k, v in checks.items()}}, status=200 if ready else 503
+        )
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        metrics = self.app.metrics  # rendered off the loop: a queue gauge may ask Redis
-        return web.Response(body=await asyncio.to_thread(metrics.render), headers={"Content-Type": metrics.content_type})
+        metrics = self.metrics  # rendered off the loop: a queue gauge may ask Redis
+        return web.Response(
+            body=await asyncio.to_thread(metrics.render), headers={"Content-Type": metrics.content_type}
+        )
 
     async def close(self) -> None:
         if self._runner is not None:

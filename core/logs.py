@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
-from typing import Iterable, TextIO
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TextIO
 
 NOISY = ("httpx", "sentence_transformers", "transformers", "urllib3")
 FIELDS = ("turn", "job")  # structured extras: `log.info("turn", extra={"turn": {...}})`
@@ -16,8 +17,12 @@ class JsonFormatter(logging.Formatter):
     """{"ts", "level", "logger", "msg", ...extras} per record."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
-               "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
+        out = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         for name in FIELDS:
             if isinstance(value := getattr(record, name, None), dict):
                 out.update(value)
@@ -52,8 +57,9 @@ class Redacting(logging.Formatter):
         return text
 
 
-def setup_logging(level: str, secrets: Iterable[str] = (), stream: TextIO | None = None,
-                  as_json: bool | None = None) -> logging.Handler:
+def setup_logging(
+    level: str, secrets: Iterable[str] = (), stream: TextIO | None = None, as_json: bool | None = None
+) -> logging.Handler:
     """Configure the root logger; JSON unless ``stream`` (stderr) is a terminal."""
     stream = stream or sys.stderr
     handler = logging.StreamHandler(stream)

@@ -9,7 +9,8 @@ persona as their `position` says.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def _hit(keys: Sequence[str], text: str, case_sensitive: bool) -> bool:
@@ -17,25 +18,32 @@ def _hit(keys: Sequence[str], text: str, case_sensitive: bool) -> bool:
     return any(k and (k if case_sensitive else k.lower()) in haystack for k in keys)
 
 
-def select_lore(book: dict[str, Any], texts: Sequence[str], count: Callable[[str], int],
-                default_budget: int = 400) -> tuple[str, str]:
+def select_lore(
+    book: dict[str, Any], texts: Sequence[str], count: Callable[[str], int], default_budget: int = 400
+) -> tuple[str, str]:
     """The (before persona, after persona) lore text for this turn."""
     entries = book.get("entries", [])
     depth = int(book.get("scan_depth") or 2)
-    scanned = "\n".join(texts[-(depth * 2 + 1):])
+    scanned = "\n".join(texts[-(depth * 2 + 1) :])
     chosen = []
     for entry in entries:
         if not entry.get("enabled", True) or not entry.get("content"):
             continue
         case = bool(entry.get("case_sensitive"))
         if entry.get("constant") or (
-                _hit(entry.get("keys", []), scanned, case)
-                and (not entry.get("selective") or not entry.get("secondary_keys")
-                     or _hit(entry["secondary_keys"], scanned, case))):
+            _hit(entry.get("keys", []), scanned, case)
+            and (
+                not entry.get("selective")
+                or not entry.get("secondary_keys")
+                or _hit(entry["secondary_keys"], scanned, case)
+            )
+        ):
             chosen.append(entry)
     chosen.sort(key=lambda e: e.get("insertion_order", 0))
     budget = int(book.get("token_budget") or default_budget)
-    before, after, used = [], [], 0
+    before: list[str] = []
+    after: list[str] = []
+    used = 0
     for entry in chosen:
         cost = count(entry["content"])
         if used + cost > budget:

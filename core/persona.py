@@ -1,7 +1,8 @@
 """The persona engine: one chat turn with the conversation's character.
 
 Retrieve stories for the user's line, assemble the prompt (`core.prompt`), stream the
-model's reply to the chat, post-process it, and store the turn in history.
+model's reply to the chat, post-process it, and store the turn in history. The engine holds the
+one throttle for model calls: at most ``llm.slots`` generations at once, across all chats.
 """
 
 from __future__ import annotations
@@ -10,21 +11,30 @@ import asyncio
 import logging
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from core.commands import Context
-from core.config import PersonaSection, persona_settings
-from core.events import Actor, ConversationKey, Message
-from core.lore import select_lore
-from core.metrics import Metrics
-from core.prompt import (Budgets, PastTurn, Prompt, StoryRef, build_chat, build_haruhi2, query_string,
-                         response_postprocess, strip_wrapper)
-from core.threads import iterate_in_thread
-from memory.history import History, Turn
-from memory.library import Library, Loaded
-from memory.settings import Settings
-from models.llm import LLM, Generation, Sampling
+from greenroom.core.commands import Context
+from greenroom.core.config import PersonaSection, persona_settings
+from greenroom.core.events import Actor, ConversationKey, Message
+from greenroom.core.lore import select_lore
+from greenroom.core.metrics import Metrics
+from greenroom.core.prompt import (
+    Budgets,
+    PastTurn,
+    Prompt,
+    StoryRef,
+    build_chat,
+    build_haruhi2,
+    query_string,
+    response_postprocess,
+    strip_wrapper,
+)
+from greenroom.core.threads import iterate_in_thread
+from greenroom.memory.history import History, Turn
+from greenroom.memory.library import Library, Loaded
+from greenroom.memory.settings import Settings
+from greenroom.models.llm import LLM, Generation, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +53,22 @@ class PreparedTurn:
 class PersonaEngine:
     """Runs chat turns for whichever character each conversation has."""
 
-    def __init__(self, library: Library, history: History, settings: Settings, llm: LLM,
-                 config: PersonaSection, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        library: Library,
+        history: History,
+        settings: Settings,
+        llm: LLM,
+        config: PersonaSection,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.library = library
         self.history = history
         self.settings = settings
         self.llm = llm
         self.config = config
         self.metrics = metrics or Metrics()
+        self.model_gate = asyncio.Semaphore(llm.slots)
 
     # ----- who is talking to whom ------------------------------------------------------------
 
@@ -81,24 +99,31 @@ class PersonaEngine:
         mode = settings["mode"]
         role = self.role_name(message.author)
         query = query_string(role, text)
-        hits = self.library.search(character.id, query if mode == "haruhi2" else text, settings["k"],
-                                   hybrid=settings["retrieval"] == "hybrid")
-        ranked = [StoryRef(h.story.source, h.story.text.replace("{{user}}", role), h.story.tokens, round(h.score, 4))
-                  for h in hits]
-        past = [PastTurn(t.speaker, t.user_text, t.reply, t.reply_raw)
-                for t in self.history.recent(str(message.key), character.id, HISTORY_WINDOW)]
+        hits = self.library.search(
+            character.id, query if mode == "haruhi2" else text, settings["k"], hybrid=settings["retrieval"] == "hybrid"
+        )
+        ranked = [
+            StoryRef(h.story.source, h.story.text.replace("{{user}}", role), h.story.tokens, round(h.score, 4))
+            for h in hits
+        ]
+        past = [
+            PastTurn(t.speaker, t.user_text, t.reply, t.reply_raw)
+            for t in self.history.recent(str(message.key), character.id, HISTORY_WINDOW)
+        ]
         count = self.llm.count_tokens
-        before, after = select_lore(character.extra.get("book", {}),
-                                    [x for t in past for x in (t.user_text, t.reply)] + [text], count)
+        before, after = select_lore(
+            character.extra.get("book", {}), [x for t in past for x in (t.user_text, t.reply)] + [text], count
+        )
         system_prompt = "\n\n".join(filter(None, (before, character.system_prompt, after))).replace("{{user}}", role)
-        budgets = Budgets(settings["story_budget"], settings["history_budget"], self.llm.n_ctx,
-                          self.config.max_reply_tokens)
+        budgets = Budgets(
+            settings["story_budget"], settings["history_budget"], self.llm.n_ctx, self.config.max_reply_tokens
+        )
         if mode == "haruhi2":
-            prompt = build_haruhi2(system_prompt, ranked, past, role, text, budgets, count,
-                                   has_stories=bool(loaded.stories))
+            prompt = build_haruhi2(
+                system_prompt, ranked, past, role, text, budgets, count, has_stories=bool(loaded.stories)
+            )
         else:
-            prompt = build_chat(system_prompt, ranked, past, role, text, budgets, count,
-                                group=not message.is_direct)
+            prompt = build_chat(system_prompt, ranked, past, role, text, budgets, count, group=not message.is_direct)
         if post := character.extra.get("post_history", "").replace("{{user}}", role):
             if mode == "chat":  # keep strict alternation: the instruction rides on the last user turn
                 prompt.messages[-1] = {"role": "user", "content": f"{prompt.messages[-1]['content']}\n\n{post}"}
@@ -119,13 +144,17 @@ class PersonaEngine:
         if (greeting := self.greeting(message.key, self.role_name(message.author))) is not None:
             await replier.send(greeting)
         turn = await asyncio.to_thread(self.prepare, message, text)
-        sampling = Sampling(max_tokens=self.config.max_reply_tokens, temperature=self.config.temperature,
-                            top_p=self.config.top_p, repeat_penalty=self.config.repeat_penalty,
-                            stop=tuple(turn.prompt.stop))
+        sampling = Sampling(
+            max_tokens=self.config.max_reply_tokens,
+            temperature=self.config.temperature,
+            top_p=self.config.top_p,
+            repeat_penalty=self.config.repeat_penalty,
+            stop=tuple(turn.prompt.stop),
+        )
         gen = Generation()
         stream = ctx.stream()
         names = turn.loaded.character.speakers
-        async with ctx.app.dispatcher.model_gate, replier.typing():
+        async with self.model_gate, replier.typing():
             start, first = time.perf_counter(), None
             pieces = iterate_in_thread(lambda: self.llm.stream(turn.prompt.messages, sampling, gen), gen.cancel)
             raw = ""
@@ -137,24 +166,36 @@ class PersonaEngine:
         processed = response_postprocess(raw.strip())
         shown = strip_wrapper(processed, names) or "…"
         await stream.finish(shown)
-        self.history.add(str(message.key), turn.loaded.character.id,
-                         Turn(message.author.ref, turn.role, text, shown, processed))
+        self.history.add(
+            str(message.key), turn.loaded.character.id, Turn(message.author.ref, turn.role, text, shown, processed)
+        )
         self._count(message, turn, gen, seconds, first)
         await replier.report(self.trace(turn, shown, gen))
 
-    def _count(self, message: Message, turn: PreparedTurn, gen: Generation, seconds: float,
-               first: float | None) -> None:
+    def _count(
+        self, message: Message, turn: PreparedTurn, gen: Generation, seconds: float, first: float | None
+    ) -> None:
         """Metrics, and the turn's one log line (message text only at debug level)."""
         self.metrics.replies.labels(message.key.platform).inc()
         self.metrics.model_seconds.observe(seconds)
         if first is not None:
             self.metrics.first_token_seconds.observe(first)
-        fields = {"conversation": str(message.key), "character": turn.loaded.character.id,
-                  "latency_s": round(seconds, 3), "first_token_s": round(first, 3) if first is not None else None,
-                  "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens}
+        fields = {
+            "conversation": str(message.key),
+            "character": turn.loaded.character.id,
+            "latency_s": round(seconds, 3),
+            "first_token_s": round(first, 3) if first is not None else None,
+            "prompt_tokens": gen.prompt_tokens,
+            "completion_tokens": gen.completion_tokens,
+        }
         if log.isEnabledFor(logging.DEBUG):
             fields["text"] = turn.text
         log.info("turn", extra={"turn": fields})
+
+    async def comment_on_clip(self, ctx: Context, description: str) -> None:
+        """The chat's character says something about a clip, in its own voice (``video.comment``)."""
+        text = f"(I just shared a video clip. It shows: {description}) What do you make of it?"
+        await self.reply(replace(ctx, message=replace(ctx.message, text=text), streams=[]))
 
     def trace(self, turn: PreparedTurn, reply: str, gen: Generation) -> dict[str, Any]:
         """The structured record of a turn (`greenroom chat --json` prints it)."""
@@ -162,8 +203,9 @@ class PersonaEngine:
             "reply": reply,
             "character": turn.loaded.character.id,
             "messages": turn.prompt.messages,
-            "stories": [{"id": s.id, "text": s.text, "score": s.score, "tokens": s.tokens}
-                        for s in turn.prompt.stories],
+            "stories": [
+                {"id": s.id, "text": s.text, "score": s.score, "tokens": s.tokens} for s in turn.prompt.stories
+            ],
             "prompt_tokens": gen.prompt_tokens,
             "history_turns": turn.prompt.history_turns,
             "mode": turn.mode,

@@ -17,8 +17,8 @@ Both keep the budgets inside the model's context: stories first, then history.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 STORY_PREFIX = "Classic scenes for the role are as follows:\n"
 DIVIDER = "\n###\n"
@@ -64,8 +64,7 @@ def query_string(role: str, text: str) -> str:
     return f"{role}:{text}" if role in NARRATORS else f"{role}:「{text}」"
 
 
-def pack_stories(stories: Sequence[StoryRef], budget: int, count: Callable[[str], int],
-                 start: int) -> list[StoryRef]:
+def pack_stories(stories: Sequence[StoryRef], budget: int, count: Callable[[str], int], start: int) -> list[StoryRef]:
     """ChatHaruhi 2.0 `add_story`: greedy prefix of the ranked stories within the budget."""
     used, packed, divider = start, [], count(DIVIDER)
     for story in stories:
@@ -85,7 +84,7 @@ def history_tail(turns: Sequence[PastTurn], budget: int, cost: Callable[[PastTur
         if used > budget:
             break
         kept += 1
-    return list(turns[len(turns) - kept:]) if kept else []
+    return list(turns[len(turns) - kept :]) if kept else []
 
 
 def response_postprocess(text: str) -> str:
@@ -112,7 +111,7 @@ def strip_wrapper(text: str, names: Sequence[str] = ()) -> str:
     for name in names:
         for colon in (":", "："):
             if name and text.startswith(name + colon):
-                return text[len(name) + 1:].strip().removeprefix("「").removesuffix("」").strip()
+                return text[len(name) + 1 :].strip().removeprefix("「").removesuffix("」").strip()
     return text
 
 
@@ -122,8 +121,16 @@ def _fit(budgets: Budgets, fixed: int) -> tuple[int, int]:
     return min(budgets.story, room), room
 
 
-def build_haruhi2(system_prompt: str, ranked: Sequence[StoryRef], history: Sequence[PastTurn], user_role: str,
-                  text: str, budgets: Budgets, count: Callable[[str], int], has_stories: bool = True) -> Prompt:
+def build_haruhi2(
+    system_prompt: str,
+    ranked: Sequence[StoryRef],
+    history: Sequence[PastTurn],
+    user_role: str,
+    text: str,
+    budgets: Budgets,
+    count: Callable[[str], int],
+    has_stories: bool = True,
+) -> Prompt:
     """ChatHaruhi 2.0's message order, exactly."""
     query = query_string(user_role, text)
     story_budget, room = _fit(budgets, count(system_prompt) + count(query))
@@ -134,8 +141,11 @@ def build_haruhi2(system_prompt: str, ranked: Sequence[StoryRef], history: Seque
         body = STORY_PREFIX + "".join(s.text + DIVIDER for s in packed)
         messages.append({"role": "user", "content": body})
         room -= count(body)
-    past = history_tail(history, min(budgets.history, max(room, 0)),
-                        lambda t: count(query_string(t.speaker, t.user_text)) + count(t.reply_raw))
+    past = history_tail(
+        history,
+        min(budgets.history, max(room, 0)),
+        lambda t: count(query_string(t.speaker, t.user_text)) + count(t.reply_raw),
+    )
     for turn in past:
         messages.append({"role": "user", "content": query_string(turn.speaker, turn.user_text)})
         messages.append({"role": "assistant", "content": turn.reply_raw})
@@ -143,8 +153,16 @@ def build_haruhi2(system_prompt: str, ranked: Sequence[StoryRef], history: Seque
     return Prompt(messages, packed, len(past), stop=[f"\n{user_role}:", f"\n{user_role}："])
 
 
-def build_chat(system_prompt: str, ranked: Sequence[StoryRef], history: Sequence[PastTurn], user_role: str,
-               text: str, budgets: Budgets, count: Callable[[str], int], group: bool = False) -> Prompt:
+def build_chat(
+    system_prompt: str,
+    ranked: Sequence[StoryRef],
+    history: Sequence[PastTurn],
+    user_role: str,
+    text: str,
+    budgets: Budgets,
+    count: Callable[[str], int],
+    group: bool = False,
+) -> Prompt:
     """One system message with the stories inline, alternating turns, the user's own words."""
 
     def said(speaker: str, words: str) -> str:
@@ -157,8 +175,9 @@ def build_chat(system_prompt: str, ranked: Sequence[StoryRef], history: Sequence
     if packed:
         system += "\n\n" + STORY_PREFIX + DIVIDER.join(s.text for s in packed)
     room -= count(system) - count(system_prompt)
-    past = history_tail(history, min(budgets.history, max(room, 0)),
-                        lambda t: count(said(t.speaker, t.user_text)) + count(t.reply))
+    past = history_tail(
+        history, min(budgets.history, max(room, 0)), lambda t: count(said(t.speaker, t.user_text)) + count(t.reply)
+    )
     messages = [{"role": "system", "content": system}]
     for turn in past:
         messages.append({"role": "user", "content": said(turn.speaker, turn.user_text)})

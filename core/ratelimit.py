@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass
@@ -34,8 +34,7 @@ class RateLimiter:
             return None
         now = self.clock()
         if len(self._buckets) > 10_000:  # forget senders whose buckets have refilled
-            self._buckets = {k: b for k, b in self._buckets.items()
-                             if b.tokens + (now - b.at) * self.rate < self.burst}
+            self._buckets = {k: b for k, b in self._buckets.items() if b.tokens + (now - b.at) * self.rate < self.burst}
         bucket = self._buckets.get(who) or _Bucket(float(self.burst), now)
         bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.at) * self.rate)
         bucket.at = now

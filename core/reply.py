@@ -1,44 +1,16 @@
-"""How handlers answer: the `Replier` protocol each adapter implements, and streaming on top of it."""
+"""Answering on any platform: long text split into messages, and replies streamed by throttled edits."""
 
 from __future__ import annotations
 
 import re
 import time
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
 
-
-@dataclass(frozen=True)
-class SentRef:
-    """A message the bot sent, as the adapter needs it to edit it later."""
-
-    id: str
-    raw: Any = field(default=None, compare=False)
-
-
-@runtime_checkable
-class Replier(Protocol):
-    """What an adapter offers for answering one incoming message."""
-
-    max_len: int
-    edit_interval: float
-    placeholder_delay: float
-
-    async def send(self, text: str) -> SentRef: ...
-
-    async def edit(self, ref: SentRef, text: str) -> None: ...
-
-    def typing(self) -> AbstractAsyncContextManager[None]: ...
-
-    async def report(self, trace: dict[str, Any]) -> None:
-        """Receive the structured record of a finished turn (the console's --json uses it)."""
+from greenroom.core.adapter import Replier, SentRef
 
 
 def _cut(text: str, budget: int) -> int:
     """Where to cut: the last paragraph, line or word break in the second half of the budget."""
-    return next((i for sep in ("\n\n", "\n", " ")
-                 if (i := text.rfind(sep, 0, budget + 1)) > budget // 2), budget)
+    return next((i for sep in ("\n\n", "\n", " ") if (i := text.rfind(sep, 0, budget + 1)) > budget // 2), budget)
 
 
 def _open_fence(piece: str) -> str | None:

@@ -7,30 +7,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from core.commands import Context
-from core.config import VideoSection
-from core.events import Attachment, AttachmentError, AttachmentKind, ConversationKey
-from core.metrics import Metrics
-from core.reply import Replier, SentRef, split_text
-from models.files import ModelFileError
-from models.valley.errors import CheckpointError
-from models.valley.generate import Decoding
-from models.valley.prompt import DEFAULT_QUESTION
-from models.video.frames import VideoError
+from greenroom.core.adapter import Replier, SentRef
+from greenroom.core.commands import Context
+from greenroom.core.config import VideoSection
+from greenroom.core.events import Attachment, AttachmentKind, ConversationKey
+from greenroom.core.metrics import Metrics
+from greenroom.core.reply import split_text
+from greenroom.errors import UserError
+from greenroom.models.files import ModelFileError
+from greenroom.models.valley.errors import CheckpointError
+from greenroom.models.valley.generate import Decoding
+from greenroom.models.valley.prompt import DEFAULT_QUESTION
 
 if TYPE_CHECKING:
-    from models.valley.model import Clip, Valley
+    from greenroom.models.valley.model import Clip, Valley
 
 log = logging.getLogger(__name__)
 
-OFF = ("Video description is off on this bot. An admin can turn it on by pointing `[video] checkpoint` in "
-       "bot.toml at a Valley checkpoint (README, \"Video description\").")
+OFF = (
+    "Video description is off on this bot. An admin can turn it on by pointing `[video] checkpoint` in "
+    'bot.toml at a Valley checkpoint (README, "Video description").'
+)
 BUSY = "I'm already watching {n} clips; please send this one again in a few minutes."
 CLOSING = "I'm restarting and could not finish watching your clip; please send it again in a minute."
 FOLLOWUP = "Looking at the clip again…"
@@ -42,7 +47,7 @@ ABOUT_CLIP = re.compile(r"\?\s*$|\b(video|clip|scene|frames?|descri\w*|fix|wrong
 class ClipThread:
     """The last described clip of a conversation, with the questions and answers about it."""
 
-    clip: "Clip"
+    clip: Clip
     turns: list[tuple[str, str]]
 
 
@@ -67,8 +72,15 @@ class Job:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class QueueDown(Exception):
+class QueueDown(UserError):
     """The job queue cannot be reached (Redis down); worded for the user."""
+
+
+class ClipForgotten(UserError):
+    """A follow-up question about a clip that is no longer kept."""
+
+    def __init__(self) -> None:
+        super().__init__(FORGOTTEN)
 
 
 class ThreadStore(Protocol):
@@ -90,10 +102,17 @@ class VideoDesk:
     """Takes clips and questions about them from the dispatcher, queues them, and (in a worker, or
     here with the in-process queue) answers them."""
 
-    def __init__(self, config: VideoSection, load: Callable[[], "Valley"], tmp_dir: Path,
-                 comment: Callable[[Context, str], Awaitable[None]] | None = None,
-                 clock: Callable[[], float] = time.monotonic, metrics: Metrics | None = None,
-                 jobs: "JobQueue | None" = None, threads: ThreadStore | None = None) -> None:
+    def __init__(
+        self,
+        config: VideoSection,
+        load: Callable[[], Valley],
+        tmp_dir: Path,
+        comment: Callable[[Context, str], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
+        jobs: JobQueue | None = None,
+        threads: ThreadStore | None = None,
+    ) -> None:
         self.config = config
         self.load = load
         self.tmp_dir = tmp_dir
@@ -165,7 +184,7 @@ class VideoDesk:
             self.metrics.video_jobs.labels("queue down").inc()
             await self.tell(job, f"Video description is unavailable right now: {e}")
             return
-        except AttachmentError as e:
+        except UserError as e:
             await self.tell(job, str(e))
             return
         if self.jobs.remote and job.status is not None:
@@ -184,16 +203,18 @@ class VideoDesk:
             self.metrics.video_jobs.labels("cut off").inc()
             await self.tell(job, CLOSING)
             raise
-        except (VideoError, AttachmentError, CheckpointError, ModelFileError, ValueError) as e:
+        except (CheckpointError, ModelFileError) as e:
+            log.error("video model unavailable: %s", e)
+            outcome = "unavailable"
+            await self.tell(job, f"Video description is unavailable right now: {e}")
+        except UserError as e:
             outcome = "refused"
-            if isinstance(e, (CheckpointError, ModelFileError)):
-                log.error("video model unavailable: %s", e)
-                e, outcome = f"Video description is unavailable right now: {e}", "unavailable"
             await self.tell(job, str(e))
         except Exception:
-            log.exception("video job failed in %s", job.key)
+            error_id = secrets.token_hex(4)
+            log.exception("video job failed (error id %s) in %s", error_id, job.key)
             outcome = "failed"
-            await self.tell(job, "Sorry, something went wrong while I was watching that clip.")
+            await self.tell(job, f"Sorry, something went wrong while I was watching that clip (error id {error_id}).")
         self.metrics.video_jobs.labels(outcome).inc()
         return outcome
 
@@ -204,7 +225,7 @@ class VideoDesk:
             if job.attachment is None:
                 thread = self.threads.get(job.key)
                 if thread is None:
-                    raise ValueError(FORGOTTEN)
+                    raise ClipForgotten()
                 job.stage = "thinking about your question"
                 answer = await asyncio.to_thread(valley.ask, thread.clip, job.question, thread.turns, self.decoding)
                 thread.turns.append((job.question, answer.text))
@@ -226,7 +247,7 @@ class VideoDesk:
         if job.attachment is not None and self.comment is not None and job.ctx is not None:
             await self.comment(job.ctx, answer.text)
 
-    def _clip(self, valley: "Valley", data: bytes, filename: str) -> "Clip":
+    def _clip(self, valley: Valley, data: bytes, filename: str) -> Clip:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=self.tmp_dir, suffix=Path(filename).suffix[:8]) as f:
             f.write(data)

@@ -20,12 +20,12 @@ import numpy as np
 import redis
 from rq import Queue, Retry
 
-from core.config import VideoSection, secret
-from core.events import ConversationKey
-from core.video import ClipThread, Job, QueueDown
+from greenroom.core.config import VideoSection, secret
+from greenroom.core.events import ConversationKey
+from greenroom.core.video import ClipThread, Job, QueueDown
 
 if TYPE_CHECKING:
-    from models.valley.model import Clip
+    from greenroom.models.valley.model import Clip
 
 QUEUE = "greenroom-video"
 PREFIX = "greenroom:video:"
@@ -39,8 +39,9 @@ def job_id(key: ConversationKey, message_id: str) -> str:
 
 def connect(config: VideoSection) -> redis.Redis:
     """A client (no connection is made until it is used: the bot starts even when Redis is down)."""
-    return redis.Redis.from_url(config.redis_url, password=secret(config.redis_password_env),
-                                socket_connect_timeout=3, socket_timeout=30)
+    return redis.Redis.from_url(
+        config.redis_url, password=secret(config.redis_password_env), socket_connect_timeout=3, socket_timeout=30
+    )
 
 
 def where(config: VideoSection) -> str:
@@ -59,7 +60,7 @@ class RedisJobs:
         self.queue = Queue(QUEUE, connection=client)
 
     @classmethod
-    def connect(cls, config: VideoSection) -> "RedisJobs":
+    def connect(cls, config: VideoSection) -> RedisJobs:
         return cls(connect(config), config)
 
     def _down(self, e: Exception) -> QueueDown:
@@ -97,19 +98,31 @@ class RedisJobs:
             raise QueueDown("video workers answer on Discord and Telegram only")
         ident = job_id(job.key, job.message_id)
         data = await job.attachment.read() if job.attachment is not None else None
-        spec = {"id": ident, "key": [job.key.platform, job.key.chat_id, job.key.thread_id],
-                "message_id": job.message_id, "question": job.question, "address": address,
-                "status": job.status.id if job.status else None,
-                "clip": {"filename": job.attachment.filename, "size": len(data or b"")} if job.attachment else None}
+        spec = {
+            "id": ident,
+            "key": [job.key.platform, job.key.chat_id, job.key.thread_id],
+            "message_id": job.message_id,
+            "question": job.question,
+            "address": address,
+            "status": job.status.id if job.status else None,
+            "clip": {"filename": job.attachment.filename, "size": len(data or b"")} if job.attachment else None,
+        }
         keep = int(self.config.job_seconds * (self.config.retries + 1)) + 3600
         retry = Retry(max=self.config.retries) if self.config.retries else None
 
         def enqueue() -> None:
             if data is not None:
                 self.redis.set(PREFIX + "clip:" + ident, data, ex=keep)
-            self.queue.enqueue("core.video_worker.perform", spec, job_id=ident, description=f"video job {ident}",
-                               job_timeout=int(self.config.job_seconds),
-                               retry=retry, result_ttl=DAY, failure_ttl=DAY)
+            self.queue.enqueue(
+                "greenroom.core.video_worker.perform",
+                spec,
+                job_id=ident,
+                description=f"video job {ident}",
+                job_timeout=int(self.config.job_seconds),
+                retry=retry,
+                result_ttl=DAY,
+                failure_ttl=DAY,
+            )
 
         try:
             await asyncio.to_thread(enqueue)
@@ -136,14 +149,14 @@ class RedisThreads:
         return PREFIX + "thread:" + str(key)
 
     def get(self, key: ConversationKey) -> ClipThread | None:
-        from models.valley.model import Clip
+        from greenroom.models.valley.model import Clip
 
-        raw = self.redis.hgetall(self._key(key))
+        raw: dict[bytes, bytes] = self.redis.hgetall(self._key(key))  # type: ignore[assignment]  # bytes replies
         if not raw:
             return None
         meta: dict[str, Any] = json.loads(raw[b"meta"])
         clip: Clip = Clip(np.load(io.BytesIO(raw[b"rows"])), meta["total_frames"], meta["indices"])
-        return ClipThread(clip, [tuple(t) for t in meta["turns"]])  # type: ignore[misc]
+        return ClipThread(clip, [(q, a) for q, a in meta["turns"]])
 
     def put(self, key: ConversationKey, thread: ClipThread) -> None:
         clip: Clip = thread.clip

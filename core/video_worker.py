@@ -9,37 +9,42 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rq import SimpleWorker
 
-from bots.remote import remote_replier
-from core.config import ConfigError
-from core.events import Attachment, AttachmentError, AttachmentKind, ConversationKey
-from core.reply import SentRef
-from core.video import FORGOTTEN, Job, QueueDown, VideoDesk
-from core.video_redis import DAY, PREFIX, RedisJobs, RedisThreads
+from greenroom.core.adapter import Replier, SentRef
+from greenroom.core.config import Config, ConfigError
+from greenroom.core.events import Attachment, AttachmentKind, ConversationKey
+from greenroom.core.metrics import Metrics
+from greenroom.core.video import ClipForgotten, Job, QueueDown, VideoDesk
+from greenroom.core.video_redis import DAY, PREFIX, RedisJobs, RedisThreads
 
 if TYPE_CHECKING:
-    from core.app import Greenroom
+    from greenroom.models.valley.model import Valley
+
+# Where a job's answer goes: a replier for the platform message named by its address (`bots.remote`).
+ReplierFor = Callable[[dict[str, Any]], AbstractAsyncContextManager[Replier]]
 
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 5  # after a job's time limit, before a dead worker's job is taken back
 WORKER_TTL = 20  # the worker's own registration; it also bounds each wait for a job (TTL - 15 s)
 
-_worker: "WorkerState | None" = None  # set by run_worker in the worker process
+_worker: WorkerState | None = None  # set by run_worker in the worker process
 
 
 class WorkerState:
-    """What jobs in this worker process share: the app (the model loads on the first job) and the desk."""
+    """What jobs in this worker process share: the desk (the model loads on the first job) and where
+    answers go."""
 
-    def __init__(self, app: "Greenroom", jobs: RedisJobs) -> None:
-        c = app.config.video
-        self.app = app
+    def __init__(self, desk: VideoDesk, jobs: RedisJobs, replier_for: ReplierFor) -> None:
+        self.desk = desk
         self.jobs = jobs
-        self.desk = VideoDesk(c, lambda: app.valley, app.data_dir / "video-tmp", metrics=app.metrics, jobs=jobs,
-                              threads=RedisThreads(jobs.redis, c.followup_minutes * 60 + 3600))
+        self.replier_for = replier_for
 
 
 class VideoWorker(SimpleWorker):
@@ -62,8 +67,8 @@ def _stored_clip(state: WorkerState, spec: dict[str, Any]) -> Attachment:
     async def fetch() -> bytes:
         data = await asyncio.to_thread(state.jobs.redis.get, key)
         if data is None:
-            raise AttachmentError(FORGOTTEN)
-        return data
+            raise ClipForgotten()
+        return data  # type: ignore[return-value]  # bytes: the client does not decode replies
 
     clip = spec["clip"]
     return Attachment(AttachmentKind.VIDEO, clip["filename"], clip["size"], clip["size"], fetch=fetch)
@@ -73,10 +78,15 @@ async def _perform(state: WorkerState, spec: dict[str, Any]) -> str:
     done = PREFIX + "done:" + spec["id"]
     if state.jobs.redis.exists(done):  # finished before, and its worker died before RQ recorded it
         return "answered before"
-    async with remote_replier(state.app.config, spec["address"]) as replier:
-        job = Job(ConversationKey(*spec["key"]), spec["message_id"], replier, spec["question"],
-                  _stored_clip(state, spec) if spec["clip"] else None,
-                  SentRef(spec["status"]) if spec["status"] else None)
+    async with state.replier_for(spec["address"]) as replier:
+        job = Job(
+            ConversationKey(*spec["key"]),
+            spec["message_id"],
+            replier,
+            spec["question"],
+            _stored_clip(state, spec) if spec["clip"] else None,
+            SentRef(spec["status"]) if spec["status"] else None,
+        )
         outcome = await state.desk.handle(job)
     state.jobs.redis.set(done, outcome, ex=DAY)
     state.jobs.redis.delete(PREFIX + "clip:" + spec["id"])
@@ -84,22 +94,36 @@ async def _perform(state: WorkerState, spec: dict[str, Any]) -> str:
     return outcome
 
 
-def run_worker(app: "Greenroom", burst: bool = False) -> int:
+def run_worker(
+    config: Config,
+    load: Callable[[], Valley],
+    tmp_dir: Path,
+    metrics: Metrics,
+    replier_for: ReplierFor,
+    burst: bool = False,
+) -> int:
     """Work until SIGTERM/SIGINT (the job in hand is finished first); ``burst``: until the queue is empty."""
     global _worker
-    c = app.config.video
+    c = config.video
     if c.queue != "redis":
         raise ConfigError('`greenroom worker video` needs video.queue = "redis"')
     if not c.checkpoint:
-        raise ConfigError("`greenroom worker video` needs video.checkpoint (README, \"Video description\")")
+        raise ConfigError('`greenroom worker video` needs video.checkpoint (README, "Video description")')
     jobs = RedisJobs.connect(c)
     try:
         jobs.ping()
     except QueueDown as e:
         raise ConfigError(str(e)) from None
-    _worker = WorkerState(app, jobs)
-    worker = VideoWorker([jobs.queue], connection=jobs.redis, worker_ttl=WORKER_TTL,
-                         maintenance_interval=max(1, min(60, int(c.job_seconds // 10))))
+    desk = VideoDesk(
+        c, load, tmp_dir, metrics=metrics, jobs=jobs, threads=RedisThreads(jobs.redis, c.followup_minutes * 60 + 3600)
+    )
+    _worker = WorkerState(desk, jobs, replier_for)
+    worker = VideoWorker(
+        [jobs.queue],
+        connection=jobs.redis,
+        worker_ttl=WORKER_TTL,
+        maintenance_interval=max(1, min(60, int(c.job_seconds // 10))),
+    )
     log.info("video worker %s on %s", worker.name, jobs.queue.name)
-    worker.work(burst=burst, logging_level=app.config.bot.log_level.upper())
+    worker.work(burst=burst, logging_level=config.bot.log_level.upper())
     return 0

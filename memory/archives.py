@@ -12,7 +12,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from memory.characters import CharacterError
+from greenroom.memory.characters import CharacterError
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,15 @@ def extract_zip(path: Path, target: Path, limits: ArchiveLimits = ArchiveLimits(
             if info.is_dir():
                 continue
             if info.file_size > limits.file_bytes:
-                raise CharacterError(f"{name}: '{info.filename}' ({info.file_size} bytes) is over the "
-                                     f"{limits.file_bytes}-byte file limit")
+                raise CharacterError(
+                    f"{name}: '{info.filename}' ({info.file_size} bytes) is over the "
+                    f"{limits.file_bytes}-byte file limit"
+                )
             if info.file_size > limits.ratio * max(info.compress_size, 1) and info.file_size > 1024 * 1024:
-                raise CharacterError(f"{name}: '{info.filename}' expands {info.file_size // max(info.compress_size, 1)}"
-                                     f"-fold (a zip bomb?)")
+                raise CharacterError(
+                    f"{name}: '{info.filename}' expands {info.file_size // max(info.compress_size, 1)}"
+                    f"-fold (a zip bomb?)"
+                )
             plan.append((info, target.joinpath(*member.parts)))
         for info, dest in plan:
             dest.parent.mkdir(parents=True, exist_ok=True)

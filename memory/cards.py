@@ -3,9 +3,10 @@ chunk (`chara` base64 JSON; `ccv3` wins when both exist), and CHARX (zip with `c
 
 Mapping: description, personality and scenario (or the card's own system_prompt, with
 ``{{original}}`` standing for the default) make the persona; `mes_example` split on `<START>`
-gives the stories; `first_mes` and `alternate_greetings` are the greetings; `post_history_instructions` follows the
-history; `character_book` entries are keyword-triggered lore (`core.lore`). `{{char}}` and `<BOT>` become the name at load;
-`<USER>` becomes `{{user}}`, which the prompt fills with the user's name each turn.
+gives the stories; `first_mes` and `alternate_greetings` are the greetings; `post_history_instructions`
+follows the history; `character_book` entries are keyword-triggered lore (`core.lore`). `{{char}}` and
+`<BOT>` become the name at load; `<USER>` becomes `{{user}}`, which the prompt fills with the user's name
+each turn.
 """
 
 from __future__ import annotations
@@ -19,16 +20,31 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from memory.archives import extract_zip
-from memory.characters import Character, CharacterError, Story, json_object, slug
+from greenroom.memory.archives import extract_zip
+from greenroom.memory.characters import Character, CharacterError, Story, json_object, slug
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_CARD_BYTES = 20 * 1024 * 1024
 MAX_CHUNK_BYTES = 16 * 1024 * 1024
-DEFAULT_PROMPT = ("You are {{char}}. Stay in character and answer as {{char}} would, in {{char}}'s voice.\n\n"
-                  "{description}\n\nPersonality: {personality}\n\nScenario: {scenario}")
-BOOK_KEYS = ("keys", "secondary_keys", "content", "enabled", "insertion_order", "case_sensitive", "constant",
-             "selective", "position", "name", "priority", "id", "comment")
+DEFAULT_PROMPT = (
+    "You are {{char}}. Stay in character and answer as {{char}} would, in {{char}}'s voice.\n\n"
+    "{description}\n\nPersonality: {personality}\n\nScenario: {scenario}"
+)
+BOOK_KEYS = (
+    "keys",
+    "secondary_keys",
+    "content",
+    "enabled",
+    "insertion_order",
+    "case_sensitive",
+    "constant",
+    "selective",
+    "position",
+    "name",
+    "priority",
+    "id",
+    "comment",
+)
 
 
 def png_text_chunks(data: bytes, where: str) -> dict[str, str]:
@@ -40,11 +56,11 @@ def png_text_chunks(data: bytes, where: str) -> dict[str, str]:
     while pos < len(data):
         if pos + 8 > len(data):
             raise CharacterError(f"{where}: truncated PNG (chunk header at byte {pos})")
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
         if length > MAX_CHUNK_BYTES or pos + 12 + length > len(data):
             raise CharacterError(f"{where}: truncated or corrupt PNG (chunk {kind!r} at byte {pos})")
-        body = data[pos + 8:pos + 8 + length]
-        if struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0] != zlib.crc32(kind + body):
+        body = data[pos + 8 : pos + 8 + length]
+        if struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0] != zlib.crc32(kind + body):
             raise CharacterError(f"{where}: corrupt PNG (bad checksum in chunk {kind!r})")
         if kind == b"tEXt" and b"\0" in body:
             key, _, text = body.partition(b"\0")
@@ -116,14 +132,18 @@ def card_to_character(card: dict[str, Any], where: str, name: str | None = None)
         text = re.sub(r"\{\{char\}\}|<BOT>", lambda _: char, text, flags=re.I)
         return re.sub(r"<USER>", "{{user}}", text, flags=re.I)
 
-    persona = [_text(data, k, where) for k in ("description", "personality", "scenario", "system_prompt",
-                                                 "mes_example")]
+    persona = [
+        _text(data, k, where) for k in ("description", "personality", "scenario", "system_prompt", "mes_example")
+    ]
     if not any(persona):
-        raise CharacterError(f"{where}: the card is empty (no description, personality, scenario, "
-                             "system prompt or example messages)")
-    default = DEFAULT_PROMPT.format(description=_text(data, "description", where),
-                                    personality=_text(data, "personality", where),
-                                    scenario=_text(data, "scenario", where))
+        raise CharacterError(
+            f"{where}: the card is empty (no description, personality, scenario, system prompt or example messages)"
+        )
+    default = DEFAULT_PROMPT.format(
+        description=_text(data, "description", where),
+        personality=_text(data, "personality", where),
+        scenario=_text(data, "scenario", where),
+    )
     own = _text(data, "system_prompt", where)
     prompt = own.replace("{{original}}", default) if own else default
     examples = [e.strip() for e in re.split(r"^\s*<START>\s*$", _text(data, "mes_example", where), flags=re.M | re.I)]
@@ -132,14 +152,24 @@ def card_to_character(card: dict[str, Any], where: str, name: str | None = None)
     if not isinstance(greetings, list) or not all(isinstance(g, str) for g in greetings):
         raise CharacterError(f"{where}: 'alternate_greetings' must be a list of texts")
     post = _text(data, "post_history_instructions", where).replace("{{original}}", "")
-    extra = {"alternate_greetings": [fill(g) for g in greetings if g.strip()], "post_history": fill(post),
-             "book": _book(data.get("character_book"), fill, where), "card": card}
+    extra: dict[str, Any] = {
+        "alternate_greetings": [fill(g) for g in greetings if g.strip()],
+        "post_history": fill(post),
+        "book": _book(data.get("character_book"), fill, where),
+        "card": card,
+    }
     ours = (data.get("extensions") or {}).get("greenroom") or {}  # written by character_to_card
-    character = Character(id=slug(name or ours.get("id") or _text(data, "name", where)), name=char,
-                          system_prompt=fill(prompt), stories=stories, greeting=fill(_text(data, "first_mes", where)),
-                          speaker_aliases=tuple(ours.get("speaker_aliases") or (char,)),
-                          settings=dict(ours.get("settings") or {}), source_format=spec.replace("_", "-"),
-                          extra=extra)
+    character = Character(
+        id=slug(name or ours.get("id") or _text(data, "name", where)),
+        name=char,
+        system_prompt=fill(prompt),
+        stories=stories,
+        greeting=fill(_text(data, "first_mes", where)),
+        speaker_aliases=tuple(ours.get("speaker_aliases") or (char,)),
+        settings=dict(ours.get("settings") or {}),
+        source_format=spec.replace("_", "-"),
+        extra=extra,
+    )
     lore = len(extra["book"].get("entries", []))
     return character, f"read a {spec.replace('_', ' ')}" + (f" with {lore} lore entries" if lore else "")
 
@@ -152,8 +182,11 @@ def _book(book: Any, fill, where: str) -> dict[str, Any]:
         raise CharacterError(f"{where}: 'character_book' must be an object with an 'entries' list")
     entries = []
     for i, entry in enumerate(book.get("entries", [])):
-        if not isinstance(entry, dict) or not isinstance(entry.get("keys", []), list) \
-                or not isinstance(entry.get("content", ""), str):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("keys", []), list)
+            or not isinstance(entry.get("content", ""), str)
+        ):
             raise CharacterError(f"{where}: character_book entry {i} needs 'keys' (a list) and 'content' (text)")
         kept = {k: entry[k] for k in BOOK_KEYS if k in entry}
         kept["content"] = fill(kept.get("content", ""))
@@ -167,12 +200,25 @@ def character_to_card(character: Character) -> dict[str, Any]:
     if "card" in character.extra:
         return character.extra["card"]
     data = {
-        "name": character.name, "description": "", "personality": "", "scenario": "",
-        "first_mes": character.greeting, "mes_example": "\n".join(f"<START>\n{s.text}" for s in character.stories),
+        "name": character.name,
+        "description": "",
+        "personality": "",
+        "scenario": "",
+        "first_mes": character.greeting,
+        "mes_example": "\n".join(f"<START>\n{s.text}" for s in character.stories),
         "creator_notes": f"Exported by Greenroom from a {character.source_format}.",
-        "system_prompt": character.system_prompt, "post_history_instructions": "", "alternate_greetings": [],
-        "tags": [], "creator": "", "character_version": character.version,
-        "extensions": {"greenroom": {"id": character.id, "speaker_aliases": list(character.speaker_aliases),
-                                     "settings": character.settings}},
+        "system_prompt": character.system_prompt,
+        "post_history_instructions": "",
+        "alternate_greetings": [],
+        "tags": [],
+        "creator": "",
+        "character_version": character.version,
+        "extensions": {
+            "greenroom": {
+                "id": character.id,
+                "speaker_aliases": list(character.speaker_aliases),
+                "settings": character.settings,
+            }
+        },
     }
     return {"spec": "chara_card_v2", "spec_version": "2.0", "data": data}

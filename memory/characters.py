@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from greenroom.errors import UserError
+
 MAX_STORY_BYTES = 1_000_000
 MAX_PROMPT_BYTES = 200_000
 MAX_STORIES = 200_000
@@ -22,7 +24,7 @@ SETTING_KEYS = {"mode": str, "retrieval": str, "k": int, "story_budget": int, "h
 META_KEYS = {"name", "display_name", "speaker_aliases", "greeting", "persona"}
 
 
-class CharacterError(Exception):
+class CharacterError(UserError):
     """A character package problem, naming the file and what is wrong."""
 
 
@@ -57,9 +59,15 @@ class Character:
     def version(self) -> str:
         """A hash of everything that shapes prompts: equal versions mean a reload is a no-op."""
         h = hashlib.sha256()
-        for part in (self.name, self.system_prompt, self.greeting, *self.speaker_aliases,
-                     repr(sorted(self.settings.items())), json.dumps(self.extra, sort_keys=True),
-                     *(s.hash for s in self.stories)):
+        for part in (
+            self.name,
+            self.system_prompt,
+            self.greeting,
+            *self.speaker_aliases,
+            repr(sorted(self.settings.items())),
+            json.dumps(self.extra, sort_keys=True),
+            *(s.hash for s in self.stories),
+        ):
             h.update(part.encode("utf-8") + b"\0")
         return h.hexdigest()[:16]
 

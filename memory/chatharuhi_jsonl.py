@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memory.characters import MAX_STORIES, Character, CharacterError, Story, json_object, slug
+from greenroom.memory.characters import MAX_STORIES, Character, CharacterError, Story, json_object, slug
 
 TEXT_KEYS = ("text", "enc_text")
 SENTINELS = ("system_prompt", "config")
@@ -85,14 +85,19 @@ def read_jsonl(path: Path, name: str | None, column: str, dim: int) -> tuple[Cha
         raise CharacterError(f"{path.name}: no system_prompt row (a row whose embedding column says 'system_prompt')")
     if not stories:
         raise CharacterError(f"{path.name}: no story rows")
-    character = Character(slug(name or path.stem), name or path.stem, prompt, tuple(stories),
-                          source_format="chatharuhi-jsonl")
-    if all(v is not None and v.shape == (dim,) for v in vectors):
-        matrix = np.stack(vectors)
+    character = Character(
+        slug(name or path.stem), name or path.stem, prompt, tuple(stories), source_format="chatharuhi-jsonl"
+    )
+    present = [v for v in vectors if v is not None and v.shape == (dim,)]
+    if len(present) == len(vectors):
+        matrix = np.stack(present)
         matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
         return character, matrix, f"reused the stored '{column}' vectors"
-    why = (f"the '{column}' vectors are not {dim}-dimensional" if any(v is not None for v in vectors)
-           else f"no '{column}' column (found: {', '.join(sorted(columns)) or 'none'})")
+    why = (
+        f"the '{column}' vectors are not {dim}-dimensional"
+        if any(v is not None for v in vectors)
+        else f"no '{column}' column (found: {', '.join(sorted(columns)) or 'none'})"
+    )
     return character, None, f"re-embedded the stories: {why}"
 
 
@@ -101,5 +106,5 @@ def write_jsonl(character: Character, vectors: np.ndarray, column: str, out: Pat
     with out.open("w", encoding="utf-8") as f:
         f.write(json.dumps({"text": character.system_prompt, column: "system_prompt"}, ensure_ascii=False) + "\n")
         f.write(json.dumps({"text": "Reserve Config Setting Here", column: "config"}, ensure_ascii=False) + "\n")
-        for story, vector in zip(character.stories, vectors):
+        for story, vector in zip(character.stories, vectors, strict=True):
             f.write(json.dumps({"text": story.text, column: encode_vector(vector)}, ensure_ascii=False) + "\n")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from greenroom.errors import UserError
 
 
-class DataDirError(Exception):
+class DataDirError(UserError):
     """The data folder cannot be used."""
 
 
@@ -21,8 +24,10 @@ def ensure_writable(folder: Path) -> Path:
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
-        raise DataDirError(f"data folder {folder} is not writable ({e.strerror}); "
-                           "set --data-dir or GREENROOM_DATA_DIR to a writable folder") from None
+        raise DataDirError(
+            f"data folder {folder} is not writable ({e.strerror}); "
+            "set --data-dir or GREENROOM_DATA_DIR to a writable folder"
+        ) from None
     return folder
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from memory.db import Database
+from greenroom.memory.db import Database
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS turns (
     id INTEGER PRIMARY KEY AUTOINCREMENT, conversation TEXT NOT NULL, character_id TEXT NOT NULL,
@@ -34,26 +34,40 @@ class History:
 
     def add(self, conversation: str, character_id: str, turn: Turn) -> None:
         with self.db.transaction() as conn:
-            conn.execute("INSERT INTO turns (conversation, character_id, user_id, speaker, user_text, reply, "
-                         "reply_raw, created_at) VALUES (?,?,?,?,?,?,?,?)",
-                         (conversation, character_id, turn.user_id, turn.speaker, turn.user_text, turn.reply,
-                          turn.reply_raw, time.time()))
-            conn.execute("DELETE FROM turns WHERE conversation = ? AND character_id = ? AND id <= "
-                         "(SELECT id FROM turns WHERE conversation = ? AND character_id = ? "
-                         "ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                         (conversation, character_id, conversation, character_id, KEEP))
+            conn.execute(
+                "INSERT INTO turns (conversation, character_id, user_id, speaker, user_text, reply, "
+                "reply_raw, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    conversation,
+                    character_id,
+                    turn.user_id,
+                    turn.speaker,
+                    turn.user_text,
+                    turn.reply,
+                    turn.reply_raw,
+                    time.time(),
+                ),
+            )
+            conn.execute(
+                "DELETE FROM turns WHERE conversation = ? AND character_id = ? AND id <= "
+                "(SELECT id FROM turns WHERE conversation = ? AND character_id = ? "
+                "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (conversation, character_id, conversation, character_id, KEEP),
+            )
 
     def recent(self, conversation: str, character_id: str, limit: int = 64) -> list[Turn]:
         """The newest turns, oldest first."""
-        rows = self.db.execute("SELECT user_id, speaker, user_text, reply, reply_raw FROM turns "
-                               "WHERE conversation = ? AND character_id = ? ORDER BY id DESC LIMIT ?",
-                               (conversation, character_id, limit))
+        rows = self.db.execute(
+            "SELECT user_id, speaker, user_text, reply, reply_raw FROM turns "
+            "WHERE conversation = ? AND character_id = ? ORDER BY id DESC LIMIT ?",
+            (conversation, character_id, limit),
+        )
         return [Turn(*r) for r in reversed(rows)]
 
     def clear(self, conversation: str, user_id: str | None = None) -> int:
         """Forget a conversation's turns (all characters), or only one user's turns in it."""
         sql, params = "DELETE FROM turns WHERE conversation = ?", [conversation]
         if user_id is not None:
-            sql, params = sql + " AND user_id = ?", params + [user_id]
+            sql, params = sql + " AND user_id = ?", [*params, user_id]
         with self.db.transaction() as conn:
             return conn.execute(sql, params).rowcount

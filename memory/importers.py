@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from memory.archives import extract_zip
-from memory.cards import card_to_character, read_card_file
-from memory.characters import Character, CharacterError, load_chatharuhi_folder
-from memory.chatharuhi_jsonl import read_jsonl
+from greenroom.memory.archives import extract_zip
+from greenroom.memory.cards import card_to_character, read_card_file
+from greenroom.memory.characters import Character, CharacterError, load_chatharuhi_folder
+from greenroom.memory.chatharuhi_jsonl import read_jsonl
 
-FORMATS = ("a ChatHaruhi folder, a .zip of one, a ChatHaruhi role .jsonl, or a Character Card "
-           "(.json, .png, .charx)")
+FORMATS = "a ChatHaruhi folder, a .zip of one, a ChatHaruhi role .jsonl, or a Character Card (.json, .png, .charx)"
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,16 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
-from memory.characters import Character, CharacterError, Story
-from memory.db import Database
-from memory.embedder import Embedder, LexicalEncoder
-from memory.store import MemoryStore, Passage, SearchQuery, VectorIndex, point_id
+from greenroom.memory.characters import Character, CharacterError, Story
+from greenroom.memory.db import Database
+from greenroom.memory.store import MemoryStore, Passage, SearchQuery, VectorIndex, point_id
+from greenroom.models.embedder import Embedder, LexicalEncoder
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,14 @@ class LoadResult:
 class Library:
     """Load, list, look up, search and remove characters."""
 
-    def __init__(self, db: Database, store: MemoryStore, embedder: Embedder,
-                 count_tokens: Callable[[str], int], tokenizer_id: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: MemoryStore,
+        embedder: Embedder,
+        count_tokens: Callable[[str], int],
+        tokenizer_id: str,
+    ) -> None:
         self.db = db
         self.store = store
         self.embedder = embedder
@@ -103,9 +109,20 @@ class Library:
         rows = self.db.execute(
             "SELECT c.id, c.name, c.source_format, c.version, c.loaded_at, COUNT(s.idx), "
             "COALESCE(SUM(s.tokens), 0) FROM characters c LEFT JOIN stories s ON s.character_id = c.id "
-            "GROUP BY c.id ORDER BY c.id")
-        return [{"id": r[0], "name": r[1], "format": r[2], "version": r[3], "loaded_at": r[4],
-                 "stories": r[5], "story_tokens": r[6]} for r in rows]
+            "GROUP BY c.id ORDER BY c.id"
+        )
+        return [
+            {
+                "id": r[0],
+                "name": r[1],
+                "format": r[2],
+                "version": r[3],
+                "loaded_at": r[4],
+                "stories": r[5],
+                "story_tokens": r[6],
+            }
+            for r in rows
+        ]
 
     def version_of(self, character_id: str) -> str | None:
         rows = self.db.execute("SELECT version FROM characters WHERE id = ?", (character_id,))
@@ -118,6 +135,7 @@ class Library:
         if cached is not None and cached.version == version:
             return cached
         character, stories = self.character(character_id)  # raises for an unknown name
+        assert version is not None
         index = self.store.open(f"{character_id}-{version}")
         if cached is not None:
             cached.index.close()
@@ -127,19 +145,33 @@ class Library:
 
     def character(self, character_id: str) -> tuple[Character, list[StoredStory]]:
         """A character and its stories from SQLite alone (no vector index is opened)."""
-        rows = self.db.execute("SELECT name, system_prompt, greeting, speaker_aliases, settings, source_format, "
-                               "tokenizer, extra FROM characters WHERE id = ?", (character_id,))
+        rows = self.db.execute(
+            "SELECT name, system_prompt, greeting, speaker_aliases, settings, source_format, "
+            "tokenizer, extra FROM characters WHERE id = ?",
+            (character_id,),
+        )
         if not rows:
             raise CharacterError(f"no character named '{character_id}' (see /character list)")
         row = rows[0]
-        stories = [StoredStory(*r) for r in self.db.execute(
-            "SELECT idx, source, text, tokens FROM stories WHERE character_id = ? ORDER BY idx", (character_id,))]
+        stories = [
+            StoredStory(*r)
+            for r in self.db.execute(
+                "SELECT idx, source, text, tokens FROM stories WHERE character_id = ? ORDER BY idx", (character_id,)
+            )
+        ]
         if row[6] != self.tokenizer_id:  # the chat model changed since the load: recount once
             stories = self._recount(character_id, stories)
         character = Character(
-            id=character_id, name=row[0], system_prompt=row[1], greeting=row[2],
-            speaker_aliases=tuple(json.loads(row[3])), settings=json.loads(row[4]), source_format=row[5],
-            stories=tuple(Story(s.text, s.source) for s in stories), extra=json.loads(row[7]))
+            id=character_id,
+            name=row[0],
+            system_prompt=row[1],
+            greeting=row[2],
+            speaker_aliases=tuple(json.loads(row[3])),
+            settings=json.loads(row[4]),
+            source_format=row[5],
+            stories=tuple(Story(s.text, s.source) for s in stories),
+            extra=json.loads(row[7]),
+        )
         return character, stories
 
     def search(self, character_id: str, query: str, k: int, hybrid: bool = True) -> list[Retrieved]:
@@ -161,8 +193,13 @@ class Library:
         rows = self.db.execute("SELECT source FROM characters WHERE id = ?", (character_id,))
         return json.loads(rows[0][0]) if rows else {}
 
-    def load(self, character: Character, progress: bool = False, vectors: np.ndarray | None = None,
-             source: dict | None = None) -> LoadResult:
+    def load(
+        self,
+        character: Character,
+        progress: bool = False,
+        vectors: np.ndarray | None = None,
+        source: dict | None = None,
+    ) -> LoadResult:
         """Embed and store a character's stories, then make this version current in one step.
 
         ``vectors`` (one unit row per story, from the configured embedder) are used instead of
@@ -170,8 +207,10 @@ class Library:
         """
         started = time.perf_counter()
         if vectors is not None and vectors.shape != (len(character.stories), self.embedder.dim):
-            raise CharacterError(f"{len(vectors)} stored vectors of size {vectors.shape[-1]} do not match "
-                                 f"{len(character.stories)} stories for a {self.embedder.dim}-d embedder")
+            raise CharacterError(
+                f"{len(vectors)} stored vectors of size {vectors.shape[-1]} do not match "
+                f"{len(character.stories)} stories for a {self.embedder.dim}-d embedder"
+            )
         with self._write_lock:
             if self.version_of(character.id) == character.version:
                 return LoadResult(character, False, len(character.stories), 0, time.perf_counter() - started)
@@ -179,10 +218,15 @@ class Library:
             texts, owners = self._passages(character)
             index = self.store.create(name, self.embedder.dim)
             try:
-                bar = tqdm(total=len(texts), desc=f"loading {character.name}", unit="passage",
-                           disable=not progress, leave=False)
+                bar = tqdm(
+                    total=len(texts),
+                    desc=f"loading {character.name}",
+                    unit="passage",
+                    disable=not progress,
+                    leave=False,
+                )
                 for start in range(0, len(texts), BATCH):
-                    batch = list(zip(texts[start:start + BATCH], owners[start:start + BATCH]))
+                    batch = list(zip(texts[start : start + BATCH], owners[start : start + BATCH], strict=True))
                     index.add(self._embed(batch, vectors))
                     bar.update(len(batch))
                 bar.close()
@@ -200,9 +244,13 @@ class Library:
     def _embed(self, batch: list[tuple[str, tuple[str, int, bool]]], vectors: np.ndarray | None) -> list[Passage]:
         """Passages for a batch: stored vectors for whole stories when given, the embedder otherwise."""
         todo = [i for i, (_, (_, _, whole)) in enumerate(batch) if vectors is None or not whole]
-        fresh = dict(zip(todo, self.embedder.encode([batch[i][0] for i in todo]))) if todo else {}
-        return [Passage(pid, story, fresh[i] if i in fresh else vectors[story], self.lexical.document(text))
-                for i, (text, (pid, story, _)) in enumerate(batch)]
+        fresh = dict(zip(todo, self.embedder.encode([batch[i][0] for i in todo]), strict=True)) if todo else {}
+        return [
+            Passage(
+                pid, story, fresh[i] if vectors is None or i in fresh else vectors[story], self.lexical.document(text)
+            )
+            for i, (text, (pid, story, _)) in enumerate(batch)
+        ]
 
     def remove(self, character_id: str) -> bool:
         with self._write_lock:
@@ -231,25 +279,38 @@ class Library:
         return texts, owners
 
     def _swap(self, character: Character, source: dict) -> None:
-        rows = [(character.id, i, s.source, s.text, self.count_tokens(s.text))
-                for i, s in enumerate(character.stories)]
+        rows = [(character.id, i, s.source, s.text, self.count_tokens(s.text)) for i, s in enumerate(character.stories)]
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM characters WHERE id = ?", (character.id,))
-            conn.execute("INSERT INTO characters (id, name, system_prompt, greeting, speaker_aliases, settings, "
-                         "source_format, version, embedder, tokenizer, loaded_at, source, extra) "
-                         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", (
-                             character.id, character.name, character.system_prompt, character.greeting,
-                             json.dumps(list(character.speaker_aliases), ensure_ascii=False),
-                             json.dumps(character.settings), character.source_format, character.version,
-                             self.embedder.name, self.tokenizer_id, time.time(),
-                             json.dumps(source, ensure_ascii=False), json.dumps(character.extra, ensure_ascii=False)))
+            conn.execute(
+                "INSERT INTO characters (id, name, system_prompt, greeting, speaker_aliases, settings, "
+                "source_format, version, embedder, tokenizer, loaded_at, source, extra) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    character.id,
+                    character.name,
+                    character.system_prompt,
+                    character.greeting,
+                    json.dumps(list(character.speaker_aliases), ensure_ascii=False),
+                    json.dumps(character.settings),
+                    character.source_format,
+                    character.version,
+                    self.embedder.name,
+                    self.tokenizer_id,
+                    time.time(),
+                    json.dumps(source, ensure_ascii=False),
+                    json.dumps(character.extra, ensure_ascii=False),
+                ),
+            )
             conn.executemany("INSERT INTO stories VALUES (?,?,?,?,?)", rows)
 
     def _recount(self, character_id: str, stories: list[StoredStory]) -> list[StoredStory]:
         fresh = [StoredStory(s.idx, s.source, s.text, self.count_tokens(s.text)) for s in stories]
         with self.db.transaction() as conn:
-            conn.executemany("UPDATE stories SET tokens = ? WHERE character_id = ? AND idx = ?",
-                             [(s.tokens, character_id, s.idx) for s in fresh])
+            conn.executemany(
+                "UPDATE stories SET tokens = ? WHERE character_id = ? AND idx = ?",
+                [(s.tokens, character_id, s.idx) for s in fresh],
+            )
             conn.execute("UPDATE characters SET tokenizer = ? WHERE id = ?", (self.tokenizer_id, character_id))
         return fresh
 

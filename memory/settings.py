@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from memory.db import Database
+from greenroom.memory.db import Database
 
-SCHEMA = ("CREATE TABLE IF NOT EXISTS settings (scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, "
-          "PRIMARY KEY (scope, key))")
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS settings (scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, "
+    "PRIMARY KEY (scope, key))"
+)
 
 
 class Settings:
@@ -18,12 +20,15 @@ class Settings:
         return rows[0][0] if rows else default
 
     def set(self, scope: str, key: str, value: str) -> None:
-        self.db.execute("INSERT INTO settings VALUES (?,?,?) ON CONFLICT (scope, key) DO UPDATE SET value = "
-                        "excluded.value", (scope, key, value))
+        self.db.execute(
+            "INSERT INTO settings VALUES (?,?,?) ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value",
+            (scope, key, value),
+        )
 
     def scope(self, scope: str) -> dict[str, str]:
         """Every key and value in one scope."""
-        return dict(self.db.execute("SELECT key, value FROM settings WHERE scope = ?", (scope,)))
+        rows = self.db.execute("SELECT key, value FROM settings WHERE scope = ?", (scope,))
+        return {key: value for key, value in rows}
 
     def delete(self, scope: str, key: str) -> None:
         self.db.execute("DELETE FROM settings WHERE scope = ? AND key = ?", (scope, key))

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
+
+from greenroom.errors import UserError
 
 POINT_NAMESPACE = uuid.UUID("6f1c7a52-4d8e-4f0b-9d55-0c6b8a3e2f10")
 
@@ -21,7 +24,7 @@ POINT_NAMESPACE = uuid.UUID("6f1c7a52-4d8e-4f0b-9d55-0c6b8a3e2f10")
 DENSE, LEXICAL = "dense", "bm25"
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """The memory store cannot be used (reachable, but busy or refusing)."""
 
 
@@ -73,8 +76,12 @@ def _scrolled(page: Callable[[Any], tuple[list[Any], Any]]) -> Iterator[Passage]
         records, offset = page(offset)
         for r in records:
             sparse = r.vector[LEXICAL]
-            yield Passage(str(r.id), int(r.payload["story"]), np.asarray(r.vector[DENSE], dtype=np.float32),
-                          (list(sparse.indices), list(sparse.values)))
+            yield Passage(
+                str(r.id),
+                int(r.payload["story"]),
+                np.asarray(r.vector[DENSE], dtype=np.float32),
+                (list(sparse.indices), list(sparse.values)),
+            )
         if offset is None:
             return
 
@@ -101,8 +108,10 @@ class EdgeIndex:
     def add(self, passages: list[Passage]) -> None:
         from qdrant_edge import Point, SparseVector, UpdateOperation
 
-        points = [Point(p.id, {DENSE: p.dense.tolist(), LEXICAL: SparseVector(*p.sparse)}, {"story": p.story})
-                  for p in passages]
+        points = [
+            Point(p.id, {DENSE: p.dense.tolist(), LEXICAL: SparseVector(*p.sparse)}, {"story": p.story})
+            for p in passages
+        ]
         self.shard.update(UpdateOperation.upsert_points(points))
 
     def search(self, query: SearchQuery, limit: int) -> list[tuple[int, float]]:
@@ -113,9 +122,12 @@ class EdgeIndex:
             request = QueryRequest(limit=limit, query=dense, with_payload=["story"])
         else:
             lexical = Query.Nearest(SparseVector(*query.sparse), using=LEXICAL)
-            request = QueryRequest(limit=limit, with_payload=["story"], query=Fusion.Dbsf(),
-                                   prefetches=[Prefetch(limit=2 * limit, query=dense),
-                                               Prefetch(limit=2 * limit, query=lexical)])
+            request = QueryRequest(
+                limit=limit,
+                with_payload=["story"],
+                query=Fusion.Dbsf(),  # type: ignore[arg-type]  # the server takes it; the model types lag
+                prefetches=[Prefetch(limit=2 * limit, query=dense), Prefetch(limit=2 * limit, query=lexical)],
+            )
         return [(int(h.payload["story"]), float(h.score)) for h in self.shard.query(request)]
 
     def count(self) -> int:
@@ -126,8 +138,11 @@ class EdgeIndex:
     def points(self) -> Iterator[Passage]:
         from qdrant_edge import ScrollRequest
 
-        return _scrolled(lambda offset: self.shard.scroll(ScrollRequest(offset=offset, limit=256, with_payload=True,
-                                                                        with_vector=True)))
+        return _scrolled(
+            lambda offset: self.shard.scroll(
+                ScrollRequest(offset=offset, limit=256, with_payload=True, with_vector=True)
+            )
+        )
 
     def close(self) -> None:
         self.shard.close()
@@ -143,14 +158,15 @@ class EdgeStore:
             shutil.rmtree(partial, ignore_errors=True)
 
     def create(self, name: str, dim: int) -> EdgeIndex:
-        from qdrant_edge import (Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams,
-                                 Modifier)
+        from qdrant_edge import Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams, Modifier
 
         path = self.root / f"{name}.partial"
         shutil.rmtree(path, ignore_errors=True)
-        config = EdgeConfig(vectors={DENSE: EdgeVectorParams(size=dim, distance=Distance.Cosine)},
-                            sparse_vectors={LEXICAL: EdgeSparseVectorParams(modifier=Modifier.Idf)},
-                            max_search_threads=1)
+        config = EdgeConfig(
+            vectors={DENSE: EdgeVectorParams(size=dim, distance=Distance.Cosine)},
+            sparse_vectors={LEXICAL: EdgeSparseVectorParams(modifier=Modifier.Idf)},
+            max_search_threads=1,
+        )
         return EdgeIndex(EdgeShard.create(str(path), config))
 
     def commit(self, name: str, index: VectorIndex) -> None:
@@ -168,8 +184,10 @@ class EdgeStore:
             return EdgeIndex(EdgeShard.load(str(self.root / name)))
         except Exception as e:
             if "WouldBlock" in str(e):
-                raise StoreError(f"{self.root / name} is open in another Greenroom process "
-                                 "(the embedded store serves one process: one bot per data folder)") from None
+                raise StoreError(
+                    f"{self.root / name} is open in another Greenroom process "
+                    "(the embedded store serves one process: one bot per data folder)"
+                ) from None
             raise
 
     def drop(self, name: str) -> None:
@@ -189,32 +207,46 @@ class ServerIndex:
     def add(self, passages: list[Passage]) -> None:
         from qdrant_client import models
 
-        points = [models.PointStruct(id=p.id, payload={"story": p.story}, vector={
-            DENSE: p.dense.tolist(), LEXICAL: models.SparseVector(indices=p.sparse[0], values=p.sparse[1])})
-            for p in passages]
+        points = [
+            models.PointStruct(
+                id=p.id,
+                payload={"story": p.story},
+                vector={DENSE: p.dense.tolist(), LEXICAL: models.SparseVector(indices=p.sparse[0], values=p.sparse[1])},
+            )
+            for p in passages
+        ]
         self.client.upsert(self.collection, points=points, wait=True)
 
     def search(self, query: SearchQuery, limit: int) -> list[tuple[int, float]]:
         from qdrant_client import models
 
         if query.sparse is None:
-            result = self.client.query_points(self.collection, query=query.dense.tolist(), using=DENSE,
-                                              limit=limit, with_payload=["story"])
+            result = self.client.query_points(
+                self.collection, query=query.dense.tolist(), using=DENSE, limit=limit, with_payload=["story"]
+            )
         else:
             lexical = models.SparseVector(indices=query.sparse[0], values=query.sparse[1])
             result = self.client.query_points(
-                self.collection, limit=limit, with_payload=["story"],
+                self.collection,
+                limit=limit,
+                with_payload=["story"],
                 query=models.FusionQuery(fusion=models.Fusion.DBSF),
-                prefetch=[models.Prefetch(query=query.dense.tolist(), using=DENSE, limit=2 * limit),
-                          models.Prefetch(query=lexical, using=LEXICAL, limit=2 * limit)])
+                prefetch=[
+                    models.Prefetch(query=query.dense.tolist(), using=DENSE, limit=2 * limit),
+                    models.Prefetch(query=lexical, using=LEXICAL, limit=2 * limit),
+                ],
+            )
         return [(int(p.payload["story"]), float(p.score)) for p in result.points]
 
     def count(self) -> int:
         return int(self.client.count(self.collection, exact=True).count)
 
     def points(self) -> Iterator[Passage]:
-        return _scrolled(lambda offset: self.client.scroll(self.collection, offset=offset, limit=256,
-                                                           with_payload=True, with_vectors=True))
+        return _scrolled(
+            lambda offset: self.client.scroll(
+                self.collection, offset=offset, limit=256, with_payload=True, with_vectors=True
+            )
+        )
 
     def close(self) -> None:
         pass
@@ -239,7 +271,7 @@ class ServerStore:
         self.cluster = cluster
 
     @classmethod
-    def connect(cls, url: str, api_key: str | None, cluster: Cluster = Cluster()) -> "ServerStore":
+    def connect(cls, url: str, api_key: str | None, cluster: Cluster = Cluster()) -> ServerStore:
         from qdrant_client import QdrantClient
 
         client = QdrantClient(url=url, api_key=api_key, timeout=10)
@@ -259,8 +291,10 @@ class ServerStore:
             collection,
             vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
             sparse_vectors_config={LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            shard_number=self.cluster.shard_number, replication_factor=self.cluster.replication_factor,
-            on_disk_payload=self.cluster.on_disk_payload)
+            shard_number=self.cluster.shard_number,
+            replication_factor=self.cluster.replication_factor,
+            on_disk_payload=self.cluster.on_disk_payload,
+        )
         return ServerIndex(self.client, collection)
 
     def commit(self, name: str, index: VectorIndex) -> None:
@@ -274,5 +308,8 @@ class ServerStore:
             self.client.delete_collection(self.prefix + name)
 
     def names(self) -> list[str]:
-        return sorted(c.name[len(self.prefix):] for c in self.client.get_collections().collections
-                      if c.name.startswith(self.prefix))
+        return sorted(
+            c.name[len(self.prefix) :]
+            for c in self.client.get_collections().collections
+            if c.name.startswith(self.prefix)
+        )

@@ -8,12 +8,12 @@ its points (id, story, dense vector, sparse vector).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from memory.store import MemoryStore, Passage, StoreError
+from greenroom.memory.store import MemoryStore, Passage, StoreError
 
 HEADER = {"greenroom_memory": 1}
 BATCH = 256
@@ -32,8 +32,12 @@ def export_store(store: MemoryStore, out: Path) -> dict[str, int]:
                 index.close()
             f.write(json.dumps({"index": name, "points": len(points)}) + "\n")
             for p in points:
-                f.write(json.dumps({"id": p.id, "story": p.story, "dense": p.dense.tolist(),
-                                    "sparse": [p.sparse[0], p.sparse[1]]}) + "\n")
+                f.write(
+                    json.dumps(
+                        {"id": p.id, "story": p.story, "dense": p.dense.tolist(), "sparse": [p.sparse[0], p.sparse[1]]}
+                    )
+                    + "\n"
+                )
             counts[name] = len(points)
     return counts
 
@@ -60,8 +64,12 @@ def import_store(store: MemoryStore, path: Path) -> dict[str, int]:
             index = None
             for _ in range(total):
                 number, p = next(lines)
-                passage = Passage(p["id"], int(p["story"]), np.asarray(p["dense"], dtype=np.float32),
-                                  (list(p["sparse"][0]), list(p["sparse"][1])))
+                passage = Passage(
+                    p["id"],
+                    int(p["story"]),
+                    np.asarray(p["dense"], dtype=np.float32),
+                    (list(p["sparse"][0]), list(p["sparse"][1])),
+                )
                 index = index or store.create(name, len(passage.dense))
                 batch.append(passage)
                 if len(batch) == BATCH:

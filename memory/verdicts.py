@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Callable
+from collections.abc import Callable
 
-from memory.db import Database
+from greenroom.memory.db import Database
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS link_verdicts (url TEXT PRIMARY KEY, verdict TEXT NOT NULL, at REAL NOT NULL)"
 
@@ -27,6 +27,9 @@ class VerdictCache:
 
     def put(self, url: str, verdict: dict) -> None:
         now = self.clock()
-        self.db.execute("INSERT INTO link_verdicts VALUES (?,?,?) ON CONFLICT (url) DO UPDATE SET "
-                        "verdict = excluded.verdict, at = excluded.at", (url, json.dumps(verdict), now))
+        self.db.execute(
+            "INSERT INTO link_verdicts VALUES (?,?,?) ON CONFLICT (url) DO UPDATE SET "
+            "verdict = excluded.verdict, at = excluded.at",
+            (url, json.dumps(verdict), now),
+        )
         self.db.execute("DELETE FROM link_verdicts WHERE at < ?", (now - self.ttl,))

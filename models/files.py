@@ -6,19 +6,21 @@ import hashlib
 import importlib.util
 from pathlib import Path
 
+from greenroom.errors import UserError
 
-class ModelFileError(Exception):
+
+class ModelFileError(UserError):
     """A model file that is missing, unreadable or not the one expected."""
 
 
 def resolve_model_path(ref: str) -> Path:
     """`package:PKG/sub/path` (a file shipped in an installed package) or a filesystem path."""
     if ref.startswith("package:"):
-        package, _, inner = ref[len("package:"):].partition("/")
+        package, _, inner = ref[len("package:") :].partition("/")
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             raise ModelFileError(f"model package '{package}' is not installed (run `make setup`)")
-        path = Path(list(spec.submodule_search_locations)[0]) / inner
+        path = Path(next(iter(spec.submodule_search_locations))) / inner
     else:
         path = Path(ref).expanduser()
     if not path.exists():

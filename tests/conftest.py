@@ -31,8 +31,8 @@ def reference_data(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def embedder():
-    from core.config import EmbedderSection
-    from memory.embedder import Embedder
+    from greenroom.core.config import EmbedderSection
+    from greenroom.models.embedder import Embedder
 
     c = EmbedderSection()
     return Embedder(c.model, c.device, c.batch_size, c.name)
@@ -40,8 +40,8 @@ def embedder():
 
 @pytest.fixture(scope="session")
 def llm():
-    from core.config import LlmSection
-    from models.llm import LlamaCppLLM
+    from greenroom.core.config import LlmSection
+    from greenroom.models.llm import LlamaCppLLM
 
     c = LlmSection()
     return LlamaCppLLM(c.model, c.sha256, n_ctx=c.n_ctx, seed=c.seed)
@@ -51,8 +51,11 @@ def llm():
 def config_file(tmp_path: Path) -> Path:
     """A config for one test: its own data folder, short replies, deterministic sampling."""
     path = tmp_path / "bot.toml"
-    path.write_text('[bot]\ndata_dir = "data"\nowners = ["console:local"]\n'
-                    '[persona]\nmax_reply_tokens = 12\ntemperature = 0.0\n[health]\nport = 0\n', encoding="utf-8")
+    path.write_text(
+        '[bot]\ndata_dir = "data"\nowners = ["console:local"]\n'
+        "[persona]\nmax_reply_tokens = 12\ntemperature = 0.0\n[health]\nport = 0\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -61,20 +64,17 @@ def open_app(config_file, embedder, llm):
     """Opens Greenroom apps on ``config_file`` (plus ``extra`` settings appended first) with the
     session's models and the demo character loaded; all closed after the test. ``own_llm``: the
     language model the config names instead of the session's."""
-    from core.app import Greenroom
-    from core.config import load_config
+    from greenroom.compose import Greenroom
+    from greenroom.core.config import load_config
 
     made = []
 
     def open_(extra: str = "", own_llm: bool = False) -> Greenroom:
         if extra:
             config_file.write_text(config_file.read_text() + extra, encoding="utf-8")
-        application = Greenroom(load_config(config_file))
+        application = Greenroom(load_config(config_file), embedder=embedder, llm=None if own_llm else llm)
         made.append(application)
-        application.__dict__["embedder"] = embedder
-        if not own_llm:
-            application.__dict__["llm"] = llm
-        application.ensure_default_character()
+        application.characters.ensure_default()
         return application
 
     yield open_
@@ -91,7 +91,7 @@ def app(open_app):
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """A tiny random Valley checkpoint converted for the CPU runtime."""
-    from models.valley.convert import convert
+    from greenroom.models.valley.convert import convert
     from tests.valley_fixture import build_checkpoint
 
     base = tmp_path_factory.mktemp("valley")
@@ -104,5 +104,7 @@ def clips(tmp_path_factory):
     from tests.clips import lossless_clip, numbered_frames
 
     folder = tmp_path_factory.mktemp("clips")
-    return {n: lossless_clip(folder / f"{n}.mkv", numbered_frames(12, 80, 60, seed=i)).read_bytes()
-            for i, n in enumerate(("a", "b", "c"))}
+    return {
+        n: lossless_clip(folder / f"{n}.mkv", numbered_frames(12, 80, 60, seed=i)).read_bytes()
+        for i, n in enumerate(("a", "b", "c"))
+    }

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
-from core.events import Actor, ConversationKey, Message
-from core.reply import SentRef
+from greenroom.core.events import Actor, ConversationKey, Message
+from greenroom.core.reply import SentRef
 
 _ids = itertools.count(1)
 
@@ -49,21 +50,39 @@ class AddressedReplier(RecordingReplier):
         self.message_id = message_id
 
     def address(self) -> dict[str, Any]:
-        return {"platform": "telegram", "chat_id": 1, "chat_type": "private", "message_id": self.message_id,
-                "thread_id": None}
+        return {
+            "platform": "telegram",
+            "chat_id": 1,
+            "chat_type": "private",
+            "message_id": self.message_id,
+            "thread_id": None,
+        }
 
 
-def message(text: str, user: str = "u1", chat: str = "c1", direct: bool = True, platform: str = "test",
-            mention: bool = False, admin: bool = False) -> Message:
-    return Message(id=str(next(_ids)), key=ConversationKey(platform, chat), author=Actor(platform, user, user.title(),
-                   is_platform_admin=admin), text=text, is_direct=direct, mentions_bot=mention)
+def message(
+    text: str,
+    user: str = "u1",
+    chat: str = "c1",
+    direct: bool = True,
+    platform: str = "test",
+    mention: bool = False,
+    admin: bool = False,
+) -> Message:
+    return Message(
+        id=str(next(_ids)),
+        key=ConversationKey(platform, chat),
+        author=Actor(platform, user, user.title(), is_platform_admin=admin),
+        text=text,
+        is_direct=direct,
+        mentions_bot=mention,
+    )
 
 
 def answer_with(app, handler, priority: int = 50) -> None:
     """Route every message to ``handler`` ahead of the persona (a model stub for adapter tests)."""
-    from core.dispatch import Route
+    from greenroom.core.dispatch import Route
 
-    app.dispatcher.add_route(Route(priority, "test stub", lambda ctx: ctx.message.command is None, handler))
+    app.dispatcher.add(Route(priority, "test stub", lambda ctx: ctx.message.command is None, handler))
 
 
 @asynccontextmanager
@@ -90,11 +109,12 @@ def slow_model(words: list[str], placeholder_out):
                 await placeholder_out()
             await asyncio.sleep(0.02)  # the model's pace, not synchronisation
         await stream.finish(text)
+
     return stream_words
 
 
 def assert_throttled(times: list[float], interval: float) -> None:
     """At least two edits, and at most one per ``interval`` (the final edit may come sooner)."""
     assert len(times) >= 2
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps[:-1] or [interval]) >= interval - 0.05, gaps

@@ -1,8 +1,12 @@
 """Admin side of the chat: levels per command, /mode, /allow and /deny, /character reload, the audit log."""
 
+import dataclasses
+import json
+
 import pytest
 
-from core.commands import Level
+from greenroom.core.commands import Level
+from greenroom.core.events import Attachment, AttachmentKind
 from tests.helpers import RecordingReplier, message
 
 
@@ -20,12 +24,21 @@ def ranks(app):
     return {"owner": {"user": "local"}, "admin": {"user": "mod", "admin": True}, "user": {"user": "pat"}}
 
 
-@pytest.mark.parametrize("command,needed", [
-    ("/character list", Level.USER), ("/character info", Level.USER), ("/status", Level.USER),
-    ("/character use wren", Level.ADMIN), ("/character reload wren", Level.ADMIN), ("/mode all", Level.ADMIN),
-    ("/allow chat", Level.ADMIN), ("/deny user someone", Level.ADMIN), ("/reset all", Level.ADMIN),
-    ("/character remove nobody", Level.OWNER),
-])
+@pytest.mark.parametrize(
+    "command,needed",
+    [
+        ("/character list", Level.USER),
+        ("/character info", Level.USER),
+        ("/status", Level.USER),
+        ("/character use wren", Level.ADMIN),
+        ("/character reload wren", Level.ADMIN),
+        ("/mode all", Level.ADMIN),
+        ("/allow chat", Level.ADMIN),
+        ("/deny user someone", Level.ADMIN),
+        ("/reset all", Level.ADMIN),
+        ("/character remove nobody", Level.OWNER),
+    ],
+)
 async def test_every_command_checks_its_level(app, ranks, command, needed):
     for rank, who in ranks.items():
         level = Level[rank.upper()]
@@ -69,6 +82,40 @@ async def test_reload_picks_up_changes_and_admin_actions_are_audited(app, tmp_pa
     assert reloaded.startswith("Reloaded kit: 2 stories")
     await say(app, "/character use kit", user="pat")  # refused: not audited
     entries = app.audit.entries()
-    assert [(e["who"], e["command"]) for e in entries] == [("console:local", "character load"),
-                                                             ("console:mod", "character reload")]
+    assert [(e["who"], e["command"]) for e in entries] == [
+        ("console:local", "character load"),
+        ("console:mod", "character reload"),
+    ]
     assert entries[1]["where"] == "console:c1" and entries[1]["outcome"].startswith("Reloaded") and entries[1]["when"]
+
+
+def card_file(name: str, description: str) -> Attachment:
+    """A V2 card sent in chat as `character.json` (every card here has that file name)."""
+    data = json.dumps(
+        {
+            "spec": "chara_card_v2",
+            "spec_version": "2.0",
+            "data": {"name": name, "description": description, "first_mes": ""},
+        }
+    ).encode()
+
+    async def fetch() -> bytes:
+        return data
+
+    return Attachment(AttachmentKind.FILE, "character.json", len(data), 1_000_000, mime="application/json", fetch=fetch)
+
+
+async def test_uploads_with_the_same_file_name_are_kept_apart(app):
+    async def upload(attachment: Attachment) -> str:
+        replier = RecordingReplier()
+        msg = dataclasses.replace(
+            message("/character load", platform="console", user="local"), attachments=(attachment,)
+        )
+        await (await app.dispatcher.submit(msg, replier))
+        return replier.messages[-1]
+
+    assert (await upload(card_file("Mira", "A lighthouse keeper."))).startswith("Loaded Mira (mira)")
+    assert (await upload(card_file("Otto", "The stage door keeper."))).startswith("Loaded Otto (otto)")
+    assert (await say(app, "/character reload mira", user="local")).messages == ["Mira is unchanged."]
+    mira, _ = app.library.character("mira")
+    assert mira.system_prompt.count("lighthouse") and "stage door" not in mira.system_prompt

@@ -8,19 +8,31 @@ import zlib
 
 import pytest
 
-from memory.cards import card_to_character, png_text_chunks, read_card_file
-from memory.characters import CharacterError
-from memory.importers import read_character
+from greenroom.memory.cards import card_to_character, png_text_chunks, read_card_file
+from greenroom.memory.characters import CharacterError
+from greenroom.memory.importers import read_character
 
-V2 = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {
-    "name": "Captain Mira", "description": "{{char}} commands the airship Kestrel.",
-    "personality": "calm, wry", "scenario": "{{user}} has just come aboard.",
-    "first_mes": "Welcome aboard, {{user}}. Mind the rigging.",
-    "mes_example": "<START>\n{{user}}: Where are we headed?\n{{char}}: North, past the storm wall.\n"
-                   "<START>\n<USER>: Is it safe?\n<BOT>: Nothing worth doing is.",
-    "creator_notes": "never in prompts", "system_prompt": "", "post_history_instructions": "",
-    "alternate_greetings": [], "tags": ["sky"], "creator": "greenroom tests", "character_version": "1",
-    "extensions": {"custom": {"keep": True}}}}
+V2 = {
+    "spec": "chara_card_v2",
+    "spec_version": "2.0",
+    "data": {
+        "name": "Captain Mira",
+        "description": "{{char}} commands the airship Kestrel.",
+        "personality": "calm, wry",
+        "scenario": "{{user}} has just come aboard.",
+        "first_mes": "Welcome aboard, {{user}}. Mind the rigging.",
+        "mes_example": "<START>\n{{user}}: Where are we headed?\n{{char}}: North, past the storm wall.\n"
+        "<START>\n<USER>: Is it safe?\n<BOT>: Nothing worth doing is.",
+        "creator_notes": "never in prompts",
+        "system_prompt": "",
+        "post_history_instructions": "",
+        "alternate_greetings": [],
+        "tags": ["sky"],
+        "creator": "greenroom tests",
+        "character_version": "1",
+        "extensions": {"custom": {"keep": True}},
+    },
+}
 
 
 def chunk(kind: bytes, body: bytes) -> bytes:
@@ -31,8 +43,10 @@ def png_with(text_chunks: dict[str, dict]) -> bytes:
     """A real 1x1 PNG with the cards in tEXt chunks."""
     ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
     idat = chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00"))
-    texts = b"".join(chunk(b"tEXt", key.encode() + b"\0" + base64.b64encode(json.dumps(card).encode()))
-                     for key, card in text_chunks.items())
+    texts = b"".join(
+        chunk(b"tEXt", key.encode() + b"\0" + base64.b64encode(json.dumps(card).encode()))
+        for key, card in text_chunks.items()
+    )
     return b"\x89PNG\r\n\x1a\n" + ihdr + texts + idat + chunk(b"IEND", b"")
 
 
@@ -45,8 +59,10 @@ def test_v2_json_card_maps_into_a_character(tmp_path):
     assert "Captain Mira commands the airship Kestrel." in c.system_prompt
     assert "Personality: calm, wry" in c.system_prompt and "{{user}} has just come aboard." in c.system_prompt
     assert "never in prompts" not in c.system_prompt
-    assert [s.text for s in c.stories] == ["{{user}}: Where are we headed?\nCaptain Mira: North, past the storm wall.",
-                                           "{{user}}: Is it safe?\nCaptain Mira: Nothing worth doing is."]
+    assert [s.text for s in c.stories] == [
+        "{{user}}: Where are we headed?\nCaptain Mira: North, past the storm wall.",
+        "{{user}}: Is it safe?\nCaptain Mira: Nothing worth doing is.",
+    ]
     assert c.greeting == "Welcome aboard, {{user}}. Mind the rigging."
     assert imported.note == "read a chara card v2"
 
@@ -60,12 +76,15 @@ def test_png_card_and_v3_chunk_wins(tmp_path):
     assert character.name == "Mira" and character.source_format == "chara-card-v3"
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda b: b[:60], "truncated"),
-    (lambda b: b[:40] + b"X" + b[41:], "bad checksum"),
-    (lambda b: b"GIF89a" + b[6:], "not a PNG file"),
-    (lambda b: b[:33] + struct.pack(">I", 2**31) + b[37:], "truncated or corrupt PNG"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda b: b[:60], "truncated"),
+        (lambda b: b[:40] + b"X" + b[41:], "bad checksum"),
+        (lambda b: b"GIF89a" + b[6:], "not a PNG file"),
+        (lambda b: b[:33] + struct.pack(">I", 2**31) + b[37:], "truncated or corrupt PNG"),
+    ],
+)
 def test_damaged_pngs_are_refused(tmp_path, damage, message):
     path = tmp_path / "bad.png"
     path.write_bytes(damage(png_with({"chara": V2})))
@@ -86,40 +105,74 @@ def test_charx_and_v1_cards(tmp_path):
         z.writestr("card.json", json.dumps(V2))
         z.writestr("assets/icon/main.png", png_with({}))
     assert card_to_character(read_card_file(path), "x")[0].name == "Captain Mira"
-    v1 = {"name": "Old Tom", "description": "A ferryman.", "personality": "", "scenario": "",
-          "first_mes": "Fare, please.", "mes_example": ""}
+    v1 = {
+        "name": "Old Tom",
+        "description": "A ferryman.",
+        "personality": "",
+        "scenario": "",
+        "first_mes": "Fare, please.",
+        "mes_example": "",
+    }
     character, note = card_to_character(v1, "tom.json")
     assert character.source_format == "chara-card-v1" and character.stories == () and note == "read a chara card v1"
 
 
-@pytest.mark.parametrize("card,message", [
-    ({"spec": "chara_card_v2"}, "without a 'data' object"),
-    ({"spec": "chara_card_v9", "data": {}}, "unknown card spec"),
-    ({"spec": "chara_card_v2", "data": {"description": "no name"}}, "has no 'name'"),
-    ({"spec": "chara_card_v2", "data": {"name": "X", "description": ["a list"]}}, "field 'description' must be text"),
-])
+@pytest.mark.parametrize(
+    "card,message",
+    [
+        ({"spec": "chara_card_v2"}, "without a 'data' object"),
+        ({"spec": "chara_card_v9", "data": {}}, "unknown card spec"),
+        ({"spec": "chara_card_v2", "data": {"description": "no name"}}, "has no 'name'"),
+        (
+            {"spec": "chara_card_v2", "data": {"name": "X", "description": ["a list"]}},
+            "field 'description' must be text",
+        ),
+    ],
+)
 def test_malformed_cards_name_the_problem(card, message):
     with pytest.raises(CharacterError, match=message):
         card_to_character(card, "card.json")
 
 
-BOOK = {"scan_depth": 1, "token_budget": 60, "entries": [
-    {"keys": ["storm"], "content": "The storm wall is a permanent hurricane.", "insertion_order": 2},
-    {"keys": ["Kestrel"], "content": "The Kestrel has a brass hull.", "case_sensitive": True, "insertion_order": 1},
-    {"keys": ["engine"], "secondary_keys": ["fire"], "selective": True, "content": "Engine fires are fought with sand.",
-     "insertion_order": 3},
-    {"keys": [], "constant": True, "content": "{{char}} never lies.", "position": "before_char", "insertion_order": 0},
-    {"keys": ["storm"], "content": "disabled entry", "enabled": False},
-]}
-RICH = {"spec": "chara_card_v2", "data": {**V2["data"], "post_history_instructions": "Reply as {{char}}, briefly.",
-                                          "alternate_greetings": ["Ahoy, {{user}}!"], "character_book": BOOK}}
+BOOK = {
+    "scan_depth": 1,
+    "token_budget": 60,
+    "entries": [
+        {"keys": ["storm"], "content": "The storm wall is a permanent hurricane.", "insertion_order": 2},
+        {"keys": ["Kestrel"], "content": "The Kestrel has a brass hull.", "case_sensitive": True, "insertion_order": 1},
+        {
+            "keys": ["engine"],
+            "secondary_keys": ["fire"],
+            "selective": True,
+            "content": "Engine fires are fought with sand.",
+            "insertion_order": 3,
+        },
+        {
+            "keys": [],
+            "constant": True,
+            "content": "{{char}} never lies.",
+            "position": "before_char",
+            "insertion_order": 0,
+        },
+        {"keys": ["storm"], "content": "disabled entry", "enabled": False},
+    ],
+}
+RICH = {
+    "spec": "chara_card_v2",
+    "data": {
+        **V2["data"],
+        "post_history_instructions": "Reply as {{char}}, briefly.",
+        "alternate_greetings": ["Ahoy, {{user}}!"],
+        "character_book": BOOK,
+    },
+}
 
 
 def test_lorebook_entries_trigger_by_key_with_budget_and_position():
-    from core.lore import select_lore
+    from greenroom.core.lore import select_lore
 
     book = card_to_character(RICH, "x")[0].extra["book"]
-    words = lambda t: len(t.split())  # noqa: E731
+    words = lambda t: len(t.split())
     before, after = select_lore(book, ["What is the Storm like?"], words)
     assert before == "Captain Mira never lies." and after == "The storm wall is a permanent hurricane."
     _, after = select_lore(book, ["the kestrel and the storm"], words)
@@ -133,8 +186,10 @@ def test_lorebook_entries_trigger_by_key_with_budget_and_position():
 
 
 def test_malformed_lorebook_is_refused():
-    card = {"spec": "chara_card_v2", "data": {"name": "X", "description": "A sailor.",
-                                             "character_book": {"entries": [{"keys": "storm"}]}}}
+    card = {
+        "spec": "chara_card_v2",
+        "data": {"name": "X", "description": "A sailor.", "character_book": {"entries": [{"keys": "storm"}]}},
+    }
     with pytest.raises(CharacterError, match="character_book entry 0 needs 'keys'"):
         card_to_character(card, "x.json")
 
@@ -177,11 +232,11 @@ def test_export_as_card_and_load_again_gives_the_same_prompt(app, tmp_path, sour
     if source == "card":
         path = tmp_path / "mira.json"
         path.write_text(json.dumps(RICH))
-        first, _ = app.load_character(path)
+        first, _ = app.characters.load(path)
     else:
-        first, _ = app.load_character(DEMO)
+        first, _ = app.characters.load(DEMO)
     out = tmp_path / "export.json"
-    app.export_character(first.character.id, out, "card-v2")
+    app.characters.export(first.character.id, out, "card-v2")
     exported = json.loads(out.read_text())
     assert exported["spec"] == "chara_card_v2"
     if source == "card":
@@ -205,7 +260,7 @@ def test_a_second_character_with_a_taken_name_is_refused(app, tmp_path):
     (other / "system_prompt.txt").write_text("You are a different Wren.")
     (other / "texts" / "a.txt").write_text("Wren:「Who?」")
     with pytest.raises(CharacterError, match="a character named 'wren' is already loaded from .*memory/demo/wren"):
-        app.load_character(other)
+        app.characters.load(other)
     assert app.library.character("wren")[0].name == "Wren Ashby"  # the loaded one is untouched
-    result, _ = app.load_character(other, name="wren-two")
+    result, _ = app.characters.load(other, name="wren-two")
     assert result.changed and result.character.id == "wren-two"

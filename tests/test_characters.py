@@ -4,11 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from memory.characters import CharacterError, load_chatharuhi_folder
+from greenroom.memory.characters import CharacterError, load_chatharuhi_folder
 from tests.conftest import DEMO
 
 
-def make_folder(root: Path, stories: dict[str, bytes], prompt: bytes = b"You are Kit.", meta: str | None = None) -> Path:
+def make_folder(
+    root: Path, stories: dict[str, bytes], prompt: bytes = b"You are Kit.", meta: str | None = None
+) -> Path:
     folder = root / "kit"
     (folder / "texts").mkdir(parents=True)
     (folder / "system_prompt.txt").write_bytes(prompt)
@@ -37,19 +39,26 @@ def test_stories_load_in_sorted_order_and_version_tracks_content(tmp_path):
 
 
 def test_name_option_and_metadata(tmp_path):
-    folder = make_folder(tmp_path, {"a.txt": b"x"}, meta='display_name = "Kit Marlowe"\n'
-                         'speaker_aliases = ["Kit"]\ngreeting = "Hello."\n[persona]\nmode = "haruhi2"\nk = 3\n')
+    folder = make_folder(
+        tmp_path,
+        {"a.txt": b"x"},
+        meta='display_name = "Kit Marlowe"\n'
+        'speaker_aliases = ["Kit"]\ngreeting = "Hello."\n[persona]\nmode = "haruhi2"\nk = 3\n',
+    )
     kit = load_chatharuhi_folder(folder, name="Marlowe")
     assert kit.id == "marlowe" and kit.name == "Kit Marlowe"
     assert kit.settings == {"mode": "haruhi2", "k": 3} and kit.greeting == "Hello."
 
 
-@pytest.mark.parametrize("stories,message", [
-    ({"a.txt": b""}, "texts/a.txt: empty file"),
-    ({"a.txt": b"\x89PNG\r\n\x1a\n\x00\x00"}, "texts/a.txt: binary file"),
-    ({"a.txt": b"caf\xe9"}, "texts/a.txt: not valid UTF-8"),
-    ({}, "texts/ has no .txt story files"),
-])
+@pytest.mark.parametrize(
+    "stories,message",
+    [
+        ({"a.txt": b""}, "texts/a.txt: empty file"),
+        ({"a.txt": b"\x89PNG\r\n\x1a\n\x00\x00"}, "texts/a.txt: binary file"),
+        ({"a.txt": b"caf\xe9"}, "texts/a.txt: not valid UTF-8"),
+        ({}, "texts/ has no .txt story files"),
+    ],
+)
 def test_bad_story_files_are_refused_by_name(tmp_path, stories, message):
     with pytest.raises(CharacterError, match=message.replace(".", r"\.").replace("/", "/")):
         load_chatharuhi_folder(make_folder(tmp_path, stories))

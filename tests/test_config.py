@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.config import ConfigError, load_config, persona_settings, secret
+from greenroom.core.config import ConfigError, load_config, persona_settings, secret
 
 
 def write(tmp_path, text: str):
@@ -60,3 +60,17 @@ def test_secrets_come_from_the_environment_only(monkeypatch):
     assert secret("MY_TOKEN") == "s3cret"
     monkeypatch.delenv("MY_TOKEN")
     assert secret("MY_TOKEN") is None
+
+
+def test_the_old_model_slots_setting_says_where_it_went(tmp_path):
+    with pytest.raises(ConfigError, match="'dispatch.model_slots' is now 'llm.slots'"):
+        load_config(write(tmp_path, "[dispatch]\nmodel_slots = 2\n"), environ={})
+
+
+def test_a_plugins_own_settings_and_secrets(tmp_path, monkeypatch):
+    from greenroom.core.config import secret_values
+
+    monkeypatch.setenv("ECHO_TOKEN", "echo-secret-123")
+    config = load_config(write(tmp_path, '[plugins.echo]\nenabled = true\ntoken_env = "ECHO_TOKEN"\n'), environ={})
+    assert config.plugins["echo"] == {"enabled": True, "token_env": "ECHO_TOKEN"}
+    assert "echo-secret-123" in secret_values(config)  # kept out of the logs like the built-in secrets

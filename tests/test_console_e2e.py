@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
-from memory.characters import load_chatharuhi_folder
+from greenroom.cli import main
+from greenroom.memory.characters import load_chatharuhi_folder
 from tests.conftest import DEMO, ROOT
 
 
-def chat(capsys, config: Path, *messages: str, user: str | None = None, env: dict | None = None,
-         monkeypatch=None) -> list[dict]:
+def chat(
+    capsys, config: Path, *messages: str, user: str | None = None, env: dict | None = None, monkeypatch=None
+) -> list[dict]:
     for key, value in (env or {}).items():
         monkeypatch.setenv(key, value)
     args = ["--config", str(config), "chat", "--json"] + (["--user", user] if user else [])
@@ -38,8 +39,10 @@ def test_reply_record_shows_the_prompt_as_sent(capsys, config_file):
     assert second["history_turns"] == 1
     assert first["notices"] == [load_chatharuhi_folder(DEMO).greeting]  # the character speaks first, once
     assert "notices" not in second
-    assert second["messages"][1:3] == [{"role": "user", "content": "Why do you leave that light on at night?"},
-                                       {"role": "assistant", "content": first["reply"]}]
+    assert second["messages"][1:3] == [
+        {"role": "user", "content": "Why do you leave that light on at night?"},
+        {"role": "assistant", "content": first["reply"]},
+    ]
 
 
 def test_history_survives_a_restart_and_reset_clears_it(capsys, config_file):
@@ -100,21 +103,26 @@ def test_character_management_from_the_command_line(capsys, config_file, tmp_pat
     assert back["character"] == "wren"  # chats that used it fall back to the default
 
 
-@pytest.mark.parametrize("setup,expected", [
-    ("missing_model", "greenroom: model file not found"),
-    ("corrupt_model", "not a GGUF model file"),
-    ("data_dir_is_a_file", "is not writable"),
-    ("bad_key", "unknown key 'llm.modle'"),
-])
+@pytest.mark.parametrize(
+    "setup,expected",
+    [
+        ("missing_model", "greenroom: model file not found"),
+        ("corrupt_model", "not a GGUF model file"),
+        ("data_dir_is_a_file", "is not writable"),
+        ("bad_key", "unknown key 'llm.modle'"),
+    ],
+)
 def test_startup_problems_are_one_clear_line(capsys, tmp_path, setup, expected):
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"\0" * 1000)
-    body = {"missing_model": f'[llm]\nmodel = "{tmp_path}/nope.gguf"\nsha256 = ""\n',
-            "corrupt_model": f'[llm]\nmodel = "{junk}"\nsha256 = ""\n',
-            "data_dir_is_a_file": f'[bot]\ndata_dir = "{blocker}/data"\n',
-            "bad_key": '[llm]\nmodle = "x"\n'}[setup]
+    body = {
+        "missing_model": f'[llm]\nmodel = "{tmp_path}/nope.gguf"\nsha256 = ""\n',
+        "corrupt_model": f'[llm]\nmodel = "{junk}"\nsha256 = ""\n',
+        "data_dir_is_a_file": f'[bot]\ndata_dir = "{blocker}/data"\n',
+        "bad_key": '[llm]\nmodle = "x"\n',
+    }[setup]
     config = tmp_path / "bot.toml"
     config.write_text(body, encoding="utf-8")
     assert main(["--config", str(config), "chat", "--message", "hi"]) == 2
@@ -136,9 +144,14 @@ def test_bad_character_folder_is_refused_and_the_library_is_unchanged(capsys, co
 
 def test_ctrl_c_stops_a_reply_without_saving_it(config_file):
     env = {**os.environ, "GREENROOM__PERSONA__MAX_REPLY_TOKENS": "400", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "greenroom"), "--config", str(config_file), "chat"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            cwd=ROOT)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "greenroom"), "--config", str(config_file), "chat"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+    )
     out = b""
     while not out.endswith(b"you> "):
         out += proc.stdout.read(1)
@@ -152,9 +165,23 @@ def test_ctrl_c_stops_a_reply_without_saving_it(config_file):
     tail, err = proc.communicate(timeout=60)  # closes stdin: end of input quits
     assert first and b"[interrupted: that reply was stopped and not saved]" in rest
     assert tail.strip().endswith(b"bye") and proc.returncode == 0, err
-    [turn] = [json.loads(line) for line in subprocess.run(
-        [str(Path(sys.executable).parent / "greenroom"), "--config", str(config_file), "chat", "--json",
-         "--message", "hello"], capture_output=True, check=True, cwd=ROOT).stdout.splitlines()]
+    [turn] = [
+        json.loads(line)
+        for line in subprocess.run(
+            [
+                str(Path(sys.executable).parent / "greenroom"),
+                "--config",
+                str(config_file),
+                "chat",
+                "--json",
+                "--message",
+                "hello",
+            ],
+            capture_output=True,
+            check=True,
+            cwd=ROOT,
+        ).stdout.splitlines()
+    ]
     assert turn["history_turns"] == 0
 
 
@@ -170,3 +197,16 @@ def test_export_then_import_round_trips_with_stored_vectors(capsys, config_file,
     assert after["character"] == "wren2"
     assert [s["text"] for s in after["stories"]] == [s["text"] for s in before["stories"]]
     assert after["messages"][0] == before["messages"][0]  # the same prompt
+
+
+def test_an_unexpected_failure_prints_an_error_id_not_the_exception(capsys, config_file, tmp_path, monkeypatch):
+    def broken(store, path):
+        raise RuntimeError("internal state 0xdead")
+
+    monkeypatch.setattr("greenroom.memory.transfer.export_store", broken)
+    assert main(["--config", str(config_file), "memory", "export", str(tmp_path / "out.jsonl")]) == 1
+    *logged, said = capsys.readouterr().err.strip().splitlines()  # the log goes to stderr too, before it
+    assert "0xdead" not in said and said.startswith("greenroom: something went wrong (error id ")
+    error_id = said.split("error id ", 1)[1].split(")")[0]
+    [record] = [json.loads(line) for line in logged if error_id in line]
+    assert "Traceback" in record["error"] and "RuntimeError: internal state 0xdead" in record["error"]

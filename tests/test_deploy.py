@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.config import Config, HealthSection
+from greenroom.core.config import Config, HealthSection
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -21,8 +21,11 @@ DEPLOY = ROOT / "deploy"
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
     text = re.sub(r"\\\n", " ", dockerfile.read_text())
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in text.splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1])
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 @pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])
@@ -30,10 +33,10 @@ def test_dockerfiles_copy_what_exists_run_as_a_user_and_check_health(name) -> No
     steps = instructions(DEPLOY / name)
     known = {"FROM", "RUN", "COPY", "WORKDIR", "ENV", "USER", "VOLUME", "EXPOSE", "HEALTHCHECK", "STOPSIGNAL", "CMD"}
     assert {op for op, _ in steps} <= known and steps[0][0] == "FROM"
-    for op, args in steps:
-        if op == "COPY":
-            for source in args.split()[:-1]:
-                assert (ROOT / source).exists(), f"{name}: COPY {source}: not in the repository"
+    copied = [source for op, args in steps if op == "COPY" for source in args.split()[:-1]]
+    for source in copied:
+        assert (ROOT / source).exists(), f"{name}: COPY {source}: not in the repository"
+    assert {"pyproject.toml", "setup.py", "greenroom", "bots", "core", "memory", "models"} <= set(copied)
     users = [args for op, args in steps if op == "USER"]
     assert users and users[-1] not in ("root", "0")
     assert [op for op, _ in steps].index("USER") > max(i for i, (op, _) in enumerate(steps) if op == "RUN")
@@ -64,13 +67,20 @@ def test_compose_services_wait_for_what_they_need() -> None:
 
 
 def test_the_env_example_lists_every_secret_the_config_names() -> None:
-    names = {line.split("=")[0] for line in (DEPLOY / ".env.example").read_text().splitlines()
-             if "=" in line and not line.startswith("#")}
-    secrets = {value for section in Config().model_dump().values() for key, value in section.items()
-               if key.endswith("_env")}
+    names = {
+        line.split("=")[0]
+        for line in (DEPLOY / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    secrets = {
+        value for section in Config().model_dump().values() for key, value in section.items() if key.endswith("_env")
+    }
     assert secrets <= names
-    assert all(not line.split("=", 1)[1] for line in (DEPLOY / ".env.example").read_text().splitlines()
-               if line.split("=")[0] in secrets)  # no values in the example
+    assert all(
+        not line.split("=", 1)[1]
+        for line in (DEPLOY / ".env.example").read_text().splitlines()
+        if line.split("=")[0] in secrets
+    )  # no values in the example
 
 
 def verify(unit: Path) -> str:
@@ -82,8 +92,10 @@ def verify(unit: Path) -> str:
 def test_systemd_units_verify(tmp_path) -> None:
     """The units as installed under /opt/greenroom, pointed at this checkout (verify wants the programs)."""
     assert (ROOT / ".venv" / "bin" / "greenroom").exists()
-    for name, as_name in [("greenroom.service", "greenroom.service"),
-                          ("greenroom-video-worker@.service", "greenroom-video-worker@1.service")]:
+    for name, as_name in [
+        ("greenroom.service", "greenroom.service"),
+        ("greenroom-video-worker@.service", "greenroom-video-worker@1.service"),
+    ]:
         text = (DEPLOY / name).read_text().replace("/opt/greenroom", str(ROOT))
         assert "Restart=on-failure" in text and "KillSignal=SIGTERM" in text
         (tmp_path / as_name).write_text(text)

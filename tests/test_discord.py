@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-
 import pytest
 
-from bots.common import AdapterError
-from bots.discord import DiscordAdapter
-from core.config import DiscordSection
-from core.events import Actor, ConversationKey, Message
+from greenroom.bots.common import AdapterError
+from greenroom.bots.discord import DiscordAdapter
+from greenroom.core.config import DiscordSection
+from greenroom.core.dispatch import DECLINED
+from greenroom.core.events import Actor, ConversationKey, Message
 from tests.fakes.discord_api import ADMIN_ROLE, CHANNEL, THREAD, FakeDiscord
 from tests.helpers import answer_with, assert_throttled, running, slow_model
 
@@ -21,8 +21,9 @@ async def fake():
 
 def adapter_for(app, fake: FakeDiscord, **settings) -> DiscordAdapter:
     settings.setdefault("placeholder_delay", 0.0)
-    return DiscordAdapter(app, DiscordSection(api_base=fake.api_base, gateway_url=fake.gateway_url, **settings),
-                          "fake-token")
+    return DiscordAdapter(
+        app.host, DiscordSection(api_base=fake.api_base, gateway_url=fake.gateway_url, **settings), "fake-token"
+    )
 
 
 @pytest.fixture
@@ -37,18 +38,24 @@ def posts(fake: FakeDiscord, channel: str = CHANNEL) -> list[str]:
 
 
 async def test_group_persona_reply_knows_who_said_what(app, fake, discord_bot):
-    await fake.dispatch("MESSAGE_CREATE", fake.message("I'm new to the crew.", author="7", guild=True,
-                                                       mention=True))
-    await fake.dispatch("MESSAGE_CREATE", fake.message("Where do the props go?", author="8", guild=True,
-                                                       mention=True, roles=(ADMIN_ROLE,)))
+    await fake.dispatch("MESSAGE_CREATE", fake.message("I'm new to the crew.", author="7", guild=True, mention=True))
+    await fake.dispatch(
+        "MESSAGE_CREATE",
+        fake.message("Where do the props go?", author="8", guild=True, mention=True, roles=(ADMIN_ROLE,)),
+    )
     calls = await fake.wait_for("POST", f"/channels/{CHANNEL}/messages", 3)  # greeting + two replies
     await app.dispatcher.idle()
     assert "I run the backstage" in calls[0].body["content"]
     assert all(c.body["allowed_mentions"] == {"parse": [], "replied_user": False} for c in calls)
     assert calls[0].body["message_reference"]["channel_id"] == int(CHANNEL)
     assert fake.sent("POST", f"/channels/{CHANNEL}/typing")
-    probe = Message(id="x", key=ConversationKey("discord", CHANNEL), author=Actor("discord", "9", "User9"),
-                    text="And me?", mentions_bot=True)
+    probe = Message(
+        id="x",
+        key=ConversationKey("discord", CHANNEL),
+        author=Actor("discord", "9", "User9"),
+        text="And me?",
+        mentions_bot=True,
+    )
     prompt = app.persona.prepare(probe, probe.text).prompt
     said = [m["content"] for m in prompt.messages if m["role"] == "user"]
     assert any(s.startswith("User7: I'm new to the crew.") for s in said)
@@ -112,8 +119,14 @@ async def test_streamed_reply_edits_are_throttled(app, fake):
 
 def video(fake: FakeDiscord, name: str, data: bytes, size: int | None = None) -> dict:
     url = fake.add_file(name, data)
-    return {"id": "77", "filename": name, "size": len(data) if size is None else size, "url": url,
-            "proxy_url": url, "content_type": "video/mp4"}
+    return {
+        "id": "77",
+        "filename": name,
+        "size": len(data) if size is None else size,
+        "url": url,
+        "proxy_url": url,
+        "content_type": "video/mp4",
+    }
 
 
 async def test_video_attachment_is_downloaded_for_the_core(app, fake, discord_bot):
@@ -124,24 +137,25 @@ async def test_video_attachment_is_downloaded_for_the_core(app, fake, discord_bo
         await ctx.say("seen it")
 
     answer_with(app, watch, priority=1)  # ahead of the video route
-    await fake.dispatch("MESSAGE_CREATE", fake.message("what is this?", attachments=[
-        video(fake, "clip.mp4", b"fake mp4 bytes")]))
+    await fake.dispatch(
+        "MESSAGE_CREATE", fake.message("what is this?", attachments=[video(fake, "clip.mp4", b"fake mp4 bytes")])
+    )
     await fake.wait_for("POST", "/channels/400/messages")
     assert got == [b"fake mp4 bytes"]
 
 
 async def test_posted_clip_without_valley_weights_says_how_to_turn_video_on(app, fake, discord_bot):
-    from core.video import OFF
+    from greenroom.core.video import OFF
 
-    await fake.dispatch("MESSAGE_CREATE", fake.message("what is this?", attachments=[
-        video(fake, "clip.mp4", b"fake mp4 bytes")]))
+    await fake.dispatch(
+        "MESSAGE_CREATE", fake.message("what is this?", attachments=[video(fake, "clip.mp4", b"fake mp4 bytes")])
+    )
     reply = (await fake.wait_for("POST", "/channels/400/messages"))[0].body["content"]
     assert reply == OFF
 
 
 async def test_oversized_video_is_refused_without_download(app, fake, discord_bot):
-    await fake.dispatch("MESSAGE_CREATE", fake.message("", attachments=[
-        video(fake, "huge.mp4", b"", size=30_000_000)]))
+    await fake.dispatch("MESSAGE_CREATE", fake.message("", attachments=[video(fake, "huge.mp4", b"", size=30_000_000)]))
     reply = (await fake.wait_for("POST", "/channels/400/messages"))[0].body["content"]
     assert "huge.mp4 is 30 MB, over the 20 MB limit" in reply
     assert not fake.sent("GET", "/files/")
@@ -155,40 +169,80 @@ async def test_links_come_from_text_and_embeds(app, fake, discord_bot):
         await ctx.say("noted")
 
     answer_with(app, record)
-    await fake.dispatch("MESSAGE_CREATE", fake.message(
-        "read https://news.example/a, then (https://blog.example/b).",
-        embeds=[{"type": "link", "url": "https://news.example/a"}, {"type": "link", "url": "https://video.example/c"}]))
+    await fake.dispatch(
+        "MESSAGE_CREATE",
+        fake.message(
+            "read https://news.example/a, then (https://blog.example/b).",
+            embeds=[
+                {"type": "link", "url": "https://news.example/a"},
+                {"type": "link", "url": "https://video.example/c"},
+            ],
+        ),
+    )
     await fake.wait_for("POST", "/channels/400/messages")
-    assert links == [("https://news.example/a", "text"), ("https://blog.example/b", "text"),
-                     ("https://news.example/a", "embed"), ("https://video.example/c", "embed")]
+    assert links == [
+        ("https://news.example/a", "text"),
+        ("https://blog.example/b", "text"),
+        ("https://news.example/a", "embed"),
+        ("https://video.example/c", "embed"),
+    ]
 
 
 async def test_admin_command_needs_manage_server(app, fake, discord_bot):
     await fake.dispatch("MESSAGE_CREATE", fake.message("/mode all", author="7", guild=True, mention=True))
-    await fake.dispatch("MESSAGE_CREATE", fake.message("/mode all", author="8", guild=True, mention=True,
-                                                       roles=(ADMIN_ROLE,)))
+    await fake.dispatch(
+        "MESSAGE_CREATE", fake.message("/mode all", author="8", guild=True, mention=True, roles=(ADMIN_ROLE,))
+    )
     await fake.wait_for("POST", f"/channels/{CHANNEL}/messages", 2)
     refused, accepted = posts(fake)
     assert "needs admin level" in refused and "needs" not in accepted
     assert app.settings.get(f"discord:{CHANNEL}", "mode") == "all"
 
 
+def slash(name: str, args: str, user: str = "7") -> dict:
+    """An INTERACTION_CREATE payload: `/name args` from ``user`` in the test server."""
+    return {
+        "id": "555",
+        "application_id": "5000",
+        "type": 2,
+        "token": "itoken",
+        "version": 1,
+        "guild_id": "100",
+        "channel_id": CHANNEL,
+        "channel": {"id": CHANNEL, "type": 0, "guild_id": "100"},
+        "member": {
+            "user": {"id": user, "username": f"user{user}", "discriminator": "0", "avatar": None},
+            "roles": [],
+            "joined_at": "2026-01-01T00:00:00+00:00",
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "permissions": "3072",
+        },
+        "data": {"id": "1", "name": name, "type": 1, "options": [{"name": "args", "type": 3, "value": args}]},
+        "app_permissions": "3072",
+        "locale": "en-US",
+        "entitlements": [],
+        "authorizing_integration_owners": {},
+        "attachment_size_limit": 10485760,
+    }
+
+
 async def test_slash_commands_are_synced_and_answered(app, fake, discord_bot):
     synced = fake.sent("PUT", "/commands")[0].body
     assert {"character", "reset", "status", "help"} <= {c["name"] for c in synced}
-    await fake.dispatch("INTERACTION_CREATE", {
-        "id": "555", "application_id": "5000", "type": 2, "token": "itoken", "version": 1,
-        "guild_id": "100", "channel_id": CHANNEL, "channel": {"id": CHANNEL, "type": 0, "guild_id": "100"},
-        "member": {"user": {"id": "7", "username": "user7", "discriminator": "0", "avatar": None},
-                   "roles": [], "joined_at": "2026-01-01T00:00:00+00:00", "deaf": False, "mute": False,
-                   "flags": 0, "permissions": "3072"},
-        "data": {"id": "1", "name": "character", "type": 1,
-                 "options": [{"name": "args", "type": 3, "value": "list"}]},
-        "app_permissions": "3072", "locale": "en-US", "entitlements": [], "authorizing_integration_owners": {},
-        "attachment_size_limit": 10485760})
+    await fake.dispatch("INTERACTION_CREATE", slash("character", "list"))
     followup = (await fake.wait_for("POST", "/webhooks/5000/itoken"))[0]
     assert fake.sent("POST", "/interactions/555/itoken/callback")  # deferred ("thinking") within 3 s
     assert "wren: Wren Ashby" in followup.body["content"]
+
+
+async def test_a_declined_slash_command_gets_a_short_answer_only_its_sender_sees(app, fake, discord_bot):
+    app.settings.set("acl:user", "discord:7", "deny")
+    await fake.dispatch("INTERACTION_CREATE", slash("status", ""))
+    [callback] = await fake.wait_for("POST", "/interactions/555/itoken/callback")
+    assert callback.body["type"] == 4  # an answer, not "thinking…" (5) that Discord would time out
+    assert callback.body["data"]["content"] == DECLINED and callback.body["data"]["flags"] == 64  # ephemeral
 
 
 async def test_rate_limit_retry_after_is_respected(app, fake, discord_bot):
@@ -205,7 +259,7 @@ async def test_rate_limit_retry_after_is_respected(app, fake, discord_bot):
 
 async def test_rejected_token_is_one_clear_error(app, fake):
     fake.reject_token = True
-    adapter = DiscordAdapter(app, DiscordSection(api_base=fake.api_base, gateway_url=fake.gateway_url), "bad")
+    adapter = DiscordAdapter(app.host, DiscordSection(api_base=fake.api_base, gateway_url=fake.gateway_url), "bad")
     with pytest.raises(AdapterError, match="discord: the token in DISCORD_TOKEN was rejected"):
         await adapter.start()
     await adapter.close()
@@ -214,9 +268,9 @@ async def test_rejected_token_is_one_clear_error(app, fake):
 def test_shard_settings_choose_the_shards_this_process_runs():
     import discord
 
-    from bots.common import AdapterError
-    from bots.discord import client_for
-    from core.config import DiscordSection
+    from greenroom.bots.common import AdapterError
+    from greenroom.bots.discord import client_for
+    from greenroom.core.config import DiscordSection
 
     assert type(client_for(DiscordSection())) is discord.Client
     sharded = client_for(DiscordSection(shard_count=4, shard_ids=[2, 3]))

@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import pytest
 from aiohttp import web
 
-from core.config import FactcheckSection, FetchSection
-from models.fakenews.detector import Score
-from models.fakenews.extract import Article
+from greenroom.core.config import FactcheckSection, FetchSection
+from greenroom.models.fakenews.extract import Article
+from greenroom.models.fakenews.score import Score
 from tests.fakes.server import FakeServer
 from tests.helpers import RecordingReplier, answer_with, message
 
-PARAGRAPH = ("The committee met on Tuesday to discuss the proposal in detail, and members from both parties "
-             "asked questions about the cost, the timetable and the people it would affect. ")
+PARAGRAPH = (
+    "The committee met on Tuesday to discuss the proposal in detail, and members from both parties "
+    "asked questions about the cost, the timetable and the people it would affect. "
+)
 
 
 def page(title: str, body: str) -> str:
-    return (f"<html><head><title>{title}</title></head><body><nav>Home | World | Sport</nav><article>"
-            f"<h1>{title}</h1><p>{body}</p><p>{PARAGRAPH * 3}</p></article><footer>© Example News</footer>"
-            "</body></html>")
+    return (
+        f"<html><head><title>{title}</title></head><body><nav>Home | World | Sport</nav><article>"
+        f"<h1>{title}</h1><p>{body}</p><p>{PARAGRAPH * 3}</p></article><footer>© Example News</footer>"
+        "</body></html>"
+    )
 
 
 class ArticleSite(FakeServer[str]):
@@ -41,13 +45,16 @@ class ArticleSite(FakeServer[str]):
     def routes(self, app: web.Application) -> None:
         async def fake(request: web.Request) -> web.Response:
             await self.record(request.path)
-            return web.Response(text=page("Senator lands on the moon", "A senator said he walked on the moon."),
-                                content_type="text/html")
+            return web.Response(
+                text=page("Senator lands on the moon", "A senator said he walked on the moon."),
+                content_type="text/html",
+            )
 
         async def real(request: web.Request) -> web.Response:
             await self.record(request.path)
-            return web.Response(text=page("Council passes budget", "The council passed the budget."),
-                                content_type="text/html")
+            return web.Response(
+                text=page("Council passes budget", "The council passed the budget."), content_type="text/html"
+            )
 
         async def stall(request: web.Request) -> web.Response:
             await self.record(request.path)
@@ -76,13 +83,17 @@ async def site():
 @pytest.fixture
 def checked(app, site):
     """The app with fact-checking on by default, the site allowed, and the persona stubbed to answer at once."""
-    app.config = app.config.model_copy(update={
-        "fetch": FetchSection(allow=[f"127.0.0.1:{site.port}"]),
-        "factcheck": FactcheckSection(default="on", fetches_per_minute=60, fetch_burst=10)})
+    app.config = app.config.model_copy(
+        update={
+            "fetch": FetchSection(allow=[f"127.0.0.1:{site.port}"]),
+            "factcheck": FactcheckSection(default="on", fetches_per_minute=60, fetch_burst=10),
+        }
+    )
     app.link_checker._make_detector = MoonDetector
 
     async def reply(ctx) -> None:
         await ctx.say("persona reply")
+
     answer_with(app, reply)
     return app
 
@@ -126,8 +137,10 @@ async def test_links_in_group_messages_are_checked_without_a_mention(checked, si
 
 async def test_factcheck_on_request_always_answers(checked, site):
     replies = await send(checked, f"/factcheck {site.url('/real/3')}")
-    assert replies.messages == [f"“Council passes budget” ({site.url('/real/3')}) reads as real news to the "
-                                "detector (10% likely fake).\nThis is an automated estimate, not a fact-check."]
+    assert replies.messages == [
+        f"“Council passes budget” ({site.url('/real/3')}) reads as real news to the "
+        "detector (10% likely fake).\nThis is an automated estimate, not a fact-check."
+    ]
     replies = await send(checked, "/factcheck http://127.0.0.2/secret")
     assert replies.messages[0].startswith("I could not check http://127.0.0.2/secret: ")
     assert "loopback" in replies.messages[0]
@@ -168,18 +181,20 @@ async def test_the_switch_is_per_chat_and_for_admins(checked, site):
 
 
 async def test_links_check_on_the_command_line(config_file, site):
-    from core.cli import main
+    from greenroom.cli import main
 
     config_file.write_text(config_file.read_text() + f'[fetch]\nallow = ["127.0.0.1:{site.port}"]\n')
-    out = await asyncio.to_thread(_run_cli, main, ["--config", str(config_file), "links", "check",
-                                                   site.url("/fake/7"), "--json"])
+    out = await asyncio.to_thread(
+        _run_cli, main, ["--config", str(config_file), "links", "check", site.url("/fake/7"), "--json"]
+    )
     code, printed = out
     verdict = json.loads(printed)
     assert code == 0 and set(verdict) == {"url", "verdict", "p_fake", "p_machine", "title", "error"}
     assert verdict["title"] == "Senator lands on the moon" and verdict["verdict"] in ("fake", "real")
     assert 0 <= verdict["p_fake"] <= 1 and 0 <= verdict["p_machine"] <= 1
-    code, printed = await asyncio.to_thread(_run_cli, main, ["--config", str(config_file), "links", "check",
-                                                             "http://169.254.169.254/latest", "--json"])
+    code, printed = await asyncio.to_thread(
+        _run_cli, main, ["--config", str(config_file), "links", "check", "http://169.254.169.254/latest", "--json"]
+    )
     verdict = json.loads(printed)
     assert code == 1 and verdict["verdict"] == "error" and "link-local" in verdict["error"]
 

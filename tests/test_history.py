@@ -1,7 +1,7 @@
 """Dialogue history in SQLite: order, persistence across restarts, /reset scope."""
 
-from memory.db import Database
-from memory.history import KEEP, History, Turn
+from greenroom.memory.db import Database
+from greenroom.memory.history import KEEP, History, Turn
 
 
 def turn(user: str, text: str) -> Turn:

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memory.archives import ArchiveLimits, extract_zip
-from memory.characters import CharacterError, load_chatharuhi_folder
-from memory.chatharuhi_jsonl import column_name, encode_vector, read_jsonl
-from memory.importers import read_character
+from greenroom.memory.archives import ArchiveLimits, extract_zip
+from greenroom.memory.characters import CharacterError, load_chatharuhi_folder
+from greenroom.memory.chatharuhi_jsonl import column_name, encode_vector, read_jsonl
+from greenroom.memory.importers import read_character
 from tests.conftest import DEMO
 
 COLUMN, DIM = "all_minilm_l6_v2", 384
@@ -49,12 +49,15 @@ def symlink_member(name: str, target: str) -> tuple[zipfile.ZipInfo, bytes]:
     return info, target.encode()
 
 
-@pytest.mark.parametrize("members,message", [
-    ([("../evil.txt", b"x")], "points outside the archive folder"),
-    ([("/etc/cron.d/evil", b"x")], "points outside the archive folder"),
-    ([("texts/../../evil.txt", b"x")], "points outside the archive folder"),
-    ([symlink_member("texts/a.txt", "/etc/passwd")], "is a link or special file"),
-])
+@pytest.mark.parametrize(
+    "members,message",
+    [
+        ([("../evil.txt", b"x")], "points outside the archive folder"),
+        ([("/etc/cron.d/evil", b"x")], "points outside the archive folder"),
+        ([("texts/../../evil.txt", b"x")], "points outside the archive folder"),
+        ([symlink_member("texts/a.txt", "/etc/passwd")], "is a link or special file"),
+    ],
+)
 def test_malicious_members_are_refused_and_nothing_is_written(tmp_path, members, message):
     archive = write_zip(tmp_path / "bad.zip", [("system_prompt.txt", b"hi"), *members])
     target = tmp_path / "out"
@@ -96,7 +99,10 @@ def test_unsupported_and_missing_paths(tmp_path):
 
 def role_jsonl(path: Path, column: str, vectors: np.ndarray | None, enc: bool = False) -> Path:
     stories = ["Kit:「The lamp must burn all night.」", "Kit:「Storm's coming in from the west.」"]
-    rows = [{"text": "You are Kit.", column: "system_prompt"}, {"text": "Reserve Config Setting Here", column: "config"}]
+    rows = [
+        {"text": "You are Kit.", column: "system_prompt"},
+        {"text": "Reserve Config Setting Here", column: "config"},
+    ]
     for i, text in enumerate(stories):
         row = {"enc_text": base64.b64encode(text.encode()).decode()} if enc else {"text": text}
         row[column] = encode_vector(vectors[i]) if vectors is not None else "AAAA"
@@ -107,8 +113,9 @@ def role_jsonl(path: Path, column: str, vectors: np.ndarray | None, enc: bool = 
 
 def test_jsonl_vectors_in_our_column_are_reused(tmp_path):
     vectors = np.eye(2, DIM, dtype=np.float32)
-    character, stored, note = read_jsonl(role_jsonl(tmp_path / "kit.jsonl", COLUMN, vectors, enc=True), None,
-                                         COLUMN, DIM)
+    character, stored, note = read_jsonl(
+        role_jsonl(tmp_path / "kit.jsonl", COLUMN, vectors, enc=True), None, COLUMN, DIM
+    )
     assert character.system_prompt == "You are Kit." and len(character.stories) == 2
     assert character.stories[0].text == "Kit:「The lamp must burn all night.」"  # from enc_text
     assert np.allclose(stored, vectors) and note == "reused the stored 'all_minilm_l6_v2' vectors"
@@ -122,13 +129,16 @@ def test_jsonl_vectors_of_another_model_are_not_reused(tmp_path):
     assert stored is None and "not 384-dimensional" in note
 
 
-@pytest.mark.parametrize("lines,message", [
-    (['{"text": "p", "c": "system_prompt"}', '{not json'], "kit.jsonl line 2: not valid JSON"),
-    (['{"text": "a story", "c": "AAAAAA=="}'], "no system_prompt row"),
-    (['{"text": "p", "c": "system_prompt"}'], "no story rows"),
-    (['{"text": "p", "c": "system_prompt"}', '{"c": "AAAAAA=="}'], "line 2: no 'text' or 'enc_text'"),
-    (['{"text": "p", "c": "system_prompt"}', '[1, 2]'], "line 2: expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "lines,message",
+    [
+        (['{"text": "p", "c": "system_prompt"}', "{not json"], "kit.jsonl line 2: not valid JSON"),
+        (['{"text": "a story", "c": "AAAAAA=="}'], "no system_prompt row"),
+        (['{"text": "p", "c": "system_prompt"}'], "no story rows"),
+        (['{"text": "p", "c": "system_prompt"}', '{"c": "AAAAAA=="}'], "line 2: no 'text' or 'enc_text'"),
+        (['{"text": "p", "c": "system_prompt"}', "[1, 2]"], "line 2: expected a JSON object"),
+    ],
+)
 def test_malformed_jsonl_names_the_line(tmp_path, lines, message):
     path = tmp_path / "kit.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

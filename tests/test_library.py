@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from memory.characters import Character, CharacterError, Story, load_chatharuhi_folder
-from memory.db import Database
-from memory.library import Library
-from memory.store import EdgeStore
+from greenroom.memory.characters import Character, CharacterError, Story, load_chatharuhi_folder
+from greenroom.memory.db import Database
+from greenroom.memory.library import Library
+from greenroom.memory.store import EdgeStore
 from tests.conftest import DEMO
 
 
@@ -118,7 +118,7 @@ def test_stored_vectors_are_used_instead_of_embedding_again(tmp_path, embedder, 
 
 
 def test_a_second_process_on_the_same_store_gets_a_clear_error(tmp_path, embedder):
-    from memory.store import StoreError
+    from greenroom.memory.store import StoreError
 
     first = open_library(tmp_path, embedder)
     first.load(character(["Kit:「x」"]))

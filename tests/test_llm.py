@@ -2,11 +2,13 @@
 
 import pytest
 
-from models.files import ModelFileError
-from models.llm import Generation, LlamaCppLLM, Sampling
+from greenroom.models.files import ModelFileError
+from greenroom.models.llm import Generation, LlamaCppLLM, Sampling
 
-MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "Name three colours of the rainbow."}]
+MESSAGES = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "Name three colours of the rainbow."},
+]
 
 
 def test_multi_token_generation_works(llm):
@@ -56,7 +58,7 @@ def test_missing_and_corrupt_model_files_get_clear_errors(tmp_path):
 
 
 def test_sha256_mismatch_is_refused(tmp_path, llm):
-    from core.config import LlmSection
+    from greenroom.core.config import LlmSection
 
     with pytest.raises(ModelFileError, match="does not match the configured"):
         LlamaCppLLM(LlmSection().model, sha256="0" * 64)

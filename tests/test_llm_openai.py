@@ -9,16 +9,17 @@ import threading
 import pytest
 from aiohttp import ClientSession, web
 
-from core.config import LlmSection
-from core.health import readiness
-from models.files import resolve_model_path
-from models.llm import Generation, LLMUnavailable, Sampling
-from models.llm.openai import OpenAIChatLLM
+from greenroom.core.config import LlmSection
+from greenroom.models.files import resolve_model_path
+from greenroom.models.llm import Generation, LLMUnavailable, Sampling
+from greenroom.models.llm.openai import OpenAIChatLLM
 from tests.helpers import RecordingReplier, message
 from tests.servers import free_port, llama_server
 
-MESSAGES = [{"role": "system", "content": "You are Wren, a stage manager."},
-            {"role": "user", "content": "What do you do before the curtain goes up?"}]
+MESSAGES = [
+    {"role": "system", "content": "You are Wren, a stage manager."},
+    {"role": "user", "content": "What do you do before the curtain goes up?"},
+]
 GREEDY = Sampling(max_tokens=24, temperature=0.0)  # repeat_penalty 1.1: the server's default too
 DOWN = "I can't reach my language model right now; please try again in a minute."
 
@@ -50,9 +51,8 @@ def test_streams_the_same_greedy_reply_as_the_in_process_model(server, llm) -> N
 def test_stop_sequences_end_the_reply(server) -> None:
     full = "".join(collect(backend(server))[0])
     word = full.split()[3]
-    pieces, gen = collect(backend(server), sampling=Sampling(max_tokens=24, temperature=0.0,
-                                                             stop=(word,)))
-    assert "".join(pieces) == full[:full.index(word)] and gen.finish_reason == "stop"
+    pieces, gen = collect(backend(server), sampling=Sampling(max_tokens=24, temperature=0.0, stop=(word,)))
+    assert "".join(pieces) == full[: full.index(word)] and gen.finish_reason == "stop"
 
 
 class FlakyProxy:
@@ -76,9 +76,14 @@ class FlakyProxy:
             self.in_flight += 1
             self.most = max(self.most, self.in_flight)
             try:
-                async with ClientSession() as s, s.post(self.target + "/chat/completions",
-                                                        data=await request.read(),
-                                                        headers={"Content-Type": "application/json"}) as r:
+                async with (
+                    ClientSession() as s,
+                    s.post(
+                        self.target + "/chat/completions",
+                        data=await request.read(),
+                        headers={"Content-Type": "application/json"},
+                    ) as r,
+                ):
                     out = web.StreamResponse(status=r.status, headers={"Content-Type": r.content_type})
                     await out.prepare(request)
                     async for chunk in r.content.iter_any():
@@ -114,21 +119,25 @@ def test_a_5xx_then_success_is_retried(server) -> None:
     assert proxy.requests == 3 and "".join(pieces) == "".join(collect(backend(server))[0])
 
 
-def test_requests_in_flight_never_exceed_the_slots(server) -> None:
+def test_turns_in_flight_never_exceed_the_slots(server, open_app) -> None:
     proxy = FlakyProxy(server, failures=0)
-    llm = backend(proxy.url, slots=1)
-    threads = [threading.Thread(target=collect, args=(llm,)) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    app = openai_app(open_app, proxy.url)  # llm.slots = 1: the one model throttle
+
+    async def three_chats_at_once() -> None:
+        await asyncio.gather(
+            *[await app.dispatcher.submit(message("Hello?", chat=f"c{i}"), RecordingReplier()) for i in range(3)]
+        )
+
+    asyncio.run(three_chats_at_once())
     assert proxy.requests == 3 and proxy.most == 1
 
 
 def test_a_server_that_is_down_gives_a_clear_error() -> None:
     down = f"http://127.0.0.1:{free_port()}/v1"
-    with pytest.raises(LLMUnavailable, match=f"server at {down} is not answering"):
+    with pytest.raises(LLMUnavailable) as refused:
         collect(backend(down, retries=1, backoff=0.01))
+    assert f"server at {down} is not answering" in refused.value.detail  # for the log and the admin
+    assert str(refused.value) == DOWN  # for the chat
 
 
 def openai_app(open_app, base_url: str):
@@ -154,13 +163,13 @@ def test_readiness_goes_false_while_the_server_is_down_and_recovers(server, open
     proxy = FlakyProxy(server, failures=0)
     app = openai_app(open_app, proxy.url)
     app.persona  # loaded
-    assert asyncio.run(readiness(app, []))["model"] is None
+    assert asyncio.run(app.readiness([]))["model"] is None
     proxy.down = True
-    assert asyncio.run(readiness(app, []))["model"] == f"the language model server at {proxy.url} answered 503"
+    assert asyncio.run(app.readiness([]))["model"] == f"the language model server at {proxy.url} answered 503"
     replier = RecordingReplier()
     turn(app, replier)
     assert replier.messages[-1] == DOWN
     proxy.down = False
-    assert asyncio.run(readiness(app, []))["model"] is None
+    assert asyncio.run(app.readiness([]))["model"] is None
     turn(app, replier)
     assert replier.traces  # answered again

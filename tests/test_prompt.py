@@ -1,7 +1,18 @@
 """Prompt assembly: ChatHaruhi 2.0's exact layout, budgets, ordering and post-processing."""
 
-from core.prompt import (DIVIDER, STORY_PREFIX, Budgets, PastTurn, StoryRef, build_chat, build_haruhi2,
-                         pack_stories, query_string, response_postprocess, strip_wrapper)
+from greenroom.core.prompt import (
+    DIVIDER,
+    STORY_PREFIX,
+    Budgets,
+    PastTurn,
+    StoryRef,
+    build_chat,
+    build_haruhi2,
+    pack_stories,
+    query_string,
+    response_postprocess,
+    strip_wrapper,
+)
 
 
 def chars(text: str) -> int:
@@ -13,20 +24,31 @@ def story(i: int, text: str) -> StoryRef:
     return StoryRef(f"s{i}", text, len(text), 1.0 - i / 10)
 
 
-STORIES = [story(1, "阿虚:「早」\n春日:「迟到了！」"), story(2, "春日:「SOS团成立！」"),
-           story(3, "x" * 60), story(4, "short")]
+STORIES = [
+    story(1, "阿虚:「早」\n春日:「迟到了！」"),
+    story(2, "春日:「SOS团成立！」"),
+    story(3, "x" * 60),
+    story(4, "short"),
+]
 HISTORY = [PastTurn("阿虚", "你好", "你好啊", "春日:「你好啊」"), PastTurn("阿虚", "在吗", "在", "春日:「在」")]
 ROOMY = Budgets(story=1500, history=1200, context=100_000, reply=100)
 
 
 def test_faithful_mode_reproduces_chatharuhi2_messages_exactly():
-    budgets = Budgets(story=len(STORY_PREFIX) + 2 * len(DIVIDER) + len(STORIES[0].text) + len(STORIES[1].text),
-                      history=1200, context=100_000, reply=100)
+    budgets = Budgets(
+        story=len(STORY_PREFIX) + 2 * len(DIVIDER) + len(STORIES[0].text) + len(STORIES[1].text),
+        history=1200,
+        context=100_000,
+        reply=100,
+    )
     prompt = build_haruhi2("你正在扮演凉宫春日", STORIES, HISTORY, "阿虚", "今天做什么？", budgets, chars)
     assert prompt.messages == [
         {"role": "system", "content": "你正在扮演凉宫春日"},
-        {"role": "user", "content": "Classic scenes for the role are as follows:\n"
-                                    "阿虚:「早」\n春日:「迟到了！」\n###\n春日:「SOS团成立！」\n###\n"},
+        {
+            "role": "user",
+            "content": "Classic scenes for the role are as follows:\n"
+            "阿虚:「早」\n春日:「迟到了！」\n###\n春日:「SOS团成立！」\n###\n",
+        },
         {"role": "user", "content": "阿虚:「你好」"},
         {"role": "assistant", "content": "春日:「你好啊」"},
         {"role": "user", "content": "阿虚:「在吗」"},
@@ -50,8 +72,10 @@ def test_history_keeps_the_newest_turns_within_budget():
     budgets = Budgets(story=0, history=newest_cost, context=100_000, reply=100)
     prompt = build_haruhi2("sys", [], HISTORY, "阿虚", "hi", budgets, chars)
     assert prompt.history_turns == 1
-    assert prompt.messages[2:4] == [{"role": "user", "content": "阿虚:「在吗」"},
-                                    {"role": "assistant", "content": "春日:「在」"}]
+    assert prompt.messages[2:4] == [
+        {"role": "user", "content": "阿虚:「在吗」"},
+        {"role": "assistant", "content": "春日:「在」"},
+    ]
 
 
 def test_history_longer_than_budget_adds_none_rather_than_all():

@@ -10,10 +10,10 @@ import json
 import numpy as np
 import pytest
 
-from models.fakenews.data import read_records
-from models.fakenews.detector import DEFAULT_MODEL, baseline_of, load_detector
-from models.fakenews.fetch import FetchError
-from models.fakenews.training import evaluate, split_rows, train_embedding
+from greenroom.models.fakenews.data import read_records
+from greenroom.models.fakenews.detector import DEFAULT_MODEL, baseline_of, load_detector
+from greenroom.models.fakenews.fetch import FetchError
+from greenroom.models.fakenews.training import evaluate, split_rows, train_embedding
 from tests.conftest import reference_data
 
 pytestmark = pytest.mark.reference
@@ -45,7 +45,7 @@ def test_the_shipped_detector_meets_the_targets_on_val(records, embedder):
 
 
 def test_fakenewsnet_urls_normalise_without_fetching():
-    from models.fakenews.checker import normalise
+    from greenroom.models.fakenews.checker import normalise
 
     with open(reference_data("fakenews") / "fakenewsnet_politifact_fake_urls.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -4,10 +4,10 @@ import re
 
 import pytest
 
-from memory.characters import load_chatharuhi_folder
-from memory.db import Database
-from memory.library import Library
-from memory.store import EdgeStore
+from greenroom.memory.characters import load_chatharuhi_folder
+from greenroom.memory.db import Database
+from greenroom.memory.library import Library
+from greenroom.memory.store import EdgeStore
 from tests.conftest import reference_data
 
 
@@ -51,15 +51,19 @@ def test_a_query_quoting_a_line_retrieves_its_scene(haruhi):
 def test_the_dense_only_channel_is_weak_on_chinese(haruhi):
     """Why hybrid is the default: the shipped embedder maps most Chinese characters to [UNK]."""
     lib, character = haruhi
-    dense = sum(idx == lib.search("haruhi", quoted_line(s.text), k=1, hybrid=False)[0].story.idx
-                for idx, s in enumerate(character.stories[:40]))
-    hybrid = sum(idx == lib.search("haruhi", quoted_line(s.text), k=1)[0].story.idx
-                 for idx, s in enumerate(character.stories[:40]))
+    dense = sum(
+        idx == lib.search("haruhi", quoted_line(s.text), k=1, hybrid=False)[0].story.idx
+        for idx, s in enumerate(character.stories[:40])
+    )
+    hybrid = sum(
+        idx == lib.search("haruhi", quoted_line(s.text), k=1)[0].story.idx
+        for idx, s in enumerate(character.stories[:40])
+    )
     assert hybrid > 2 * dense
 
 
 def test_haruhi_loads_the_same_from_a_zip(tmp_path):
-    from memory.importers import read_character
+    from greenroom.memory.importers import read_character
     from tests.test_importers import zip_folder
 
     folder = reference_data("chatharuhi/haruhi")

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.valley.convert import convert
-from models.valley.generate import Decoding
-from models.valley.model import load_valley
-from models.video.frames import read_frames
-from models.video.transform import CLIP_MEAN, CLIP_STD, video_tensor
+from greenroom.models.valley.convert import convert
+from greenroom.models.valley.generate import Decoding
+from greenroom.models.valley.model import load_valley
+from greenroom.models.video.frames import read_frames
+from greenroom.models.video.transform import CLIP_MEAN, CLIP_STD, video_tensor
 from tests.clips import decode_every_frame
 from tests.conftest import reference_data
 from tests.valley_fixture import build_checkpoint
@@ -60,8 +60,11 @@ def test_v1_geometry_on_a_sample_frame(samples) -> None:
 
 def test_sample_questions_run_through_the_cpu_runtime(samples, tmp_path) -> None:
     entries = json.loads((samples / "sample_input_video.json").read_text(encoding="utf-8"))
-    present = [(samples / "sample_video" / Path(e["video"]).name, e["conversations"][0]["value"]) for e in entries
-               if (samples / "sample_video" / Path(e["video"]).name).exists()]
+    present = [
+        (samples / "sample_video" / Path(e["video"]).name, e["conversations"][0]["value"])
+        for e in entries
+        if (samples / "sample_video" / Path(e["video"]).name).exists()
+    ]
     assert len({p for p, _ in present}) == 4
     out = tmp_path / "cpu"
     convert(build_checkpoint(tmp_path / "ck"), out, "f32")

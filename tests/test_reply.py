@@ -1,6 +1,6 @@
 """Splitting long replies and streaming them with throttled edits."""
 
-from core.reply import StreamingReply, split_text
+from greenroom.core.reply import StreamingReply, split_text
 from tests.helpers import RecordingReplier
 
 
@@ -39,13 +39,13 @@ async def test_streaming_waits_for_placeholder_delay_then_throttles_edits():
     replier = RecordingReplier(edit_interval=1.2, placeholder_delay=1.0)
     clock = Clock()
     stream = StreamingReply(replier, clock)
-    await stream.update("Hel")           # t=0: too early for a placeholder
+    await stream.update("Hel")  # t=0: too early for a placeholder
     clock.now = 1.0
-    await stream.update("Hello")         # first message appears
+    await stream.update("Hello")  # first message appears
     clock.now = 1.5
-    await stream.update("Hello wo")      # within 1.2 s of the last: no edit
+    await stream.update("Hello wo")  # within 1.2 s of the last: no edit
     clock.now = 2.3
-    await stream.update("Hello world")   # edit allowed
+    await stream.update("Hello world")  # edit allowed
     await stream.finish("Hello world!")
     assert replier.events == [("send", "Hello"), ("edit", "Hello world"), ("edit", "Hello world!")]
 

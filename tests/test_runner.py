@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from bots.runner import enabled_adapters, serve
-from core.config import ConfigError, load_config
-from core.dispatch import CUT_OFF
+from greenroom.core.config import ConfigError
+from greenroom.core.dispatch import CUT_OFF
+from greenroom.serve import serve
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import answer_with
@@ -59,7 +59,7 @@ async def test_sigterm_lets_running_turns_finish_and_tells_the_cut_off(app, fake
         await close(deadline)
 
     app.dispatcher.close = observed_close
-    server = asyncio.create_task(serve(app, [telegram, discord]))
+    server = asyncio.create_task(serve(app, lambda: [telegram, discord]))
     await dc.identified.wait()
     await tg.wait_for("getUpdates")
     await tg.push(tg.message("a question"))
@@ -76,25 +76,40 @@ async def test_sigterm_lets_running_turns_finish_and_tells_the_cut_off(app, fake
     assert discord.client.is_closed() and not telegram.application.running
 
 
-def test_platforms_are_enabled_by_their_tokens(app, config_file, monkeypatch):
+def test_platforms_are_enabled_by_their_tokens(open_app, monkeypatch):
     monkeypatch.delenv("DISCORD_TOKEN", raising=False)
     monkeypatch.setenv("TELEGRAM_TOKEN", "123:abc")
-    assert [a.name for a in enabled_adapters(app, app.config)] == ["telegram"]
+    assert [a.name for a in open_app().adapters()] == ["telegram"]
     monkeypatch.setenv("GREENROOM__TELEGRAM__ENABLED", "false")
     monkeypatch.setenv("GREENROOM__DISCORD__ENABLED", "true")
     with pytest.raises(ConfigError, match="discord is enabled but DISCORD_TOKEN is not set"):
-        enabled_adapters(app, load_config(config_file))
+        open_app().adapters()
     monkeypatch.setenv("GREENROOM__DISCORD__ENABLED", "false")
-    assert enabled_adapters(app, load_config(config_file)) == []
+    assert open_app().adapters() == []
 
 
 async def greenroom_run(tg: FakeTelegram, config_file, *args: str, **pipes) -> asyncio.subprocess.Process:
     """`greenroom run` as a process, with Telegram pointed at the fake."""
-    env = {**os.environ, "TELEGRAM_TOKEN": tg.token, "GREENROOM__TELEGRAM__BASE_URL": f'"{tg.base_url}"',
-           "GREENROOM__TELEGRAM__BASE_FILE_URL": f'"{tg.base_file_url}"', "GREENROOM__TELEGRAM__POLL_TIMEOUT": "1"}
+    env = {
+        **os.environ,
+        "TELEGRAM_TOKEN": tg.token,
+        "GREENROOM__TELEGRAM__BASE_URL": f'"{tg.base_url}"',
+        "GREENROOM__TELEGRAM__BASE_FILE_URL": f'"{tg.base_file_url}"',
+        "GREENROOM__TELEGRAM__POLL_TIMEOUT": "1",
+    }
     env.pop("DISCORD_TOKEN", None)
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "core.cli", "--config", str(config_file),
-                                                "run", *args, env=env, stderr=asyncio.subprocess.PIPE, **pipes)
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "greenroom",
+        "--config",
+        str(config_file),
+        "run",
+        *args,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+        **pipes,
+    )
 
 
 async def test_greenroom_run_serves_telegram_until_sigterm(fakes, config_file):
@@ -111,8 +126,9 @@ async def test_greenroom_run_serves_telegram_until_sigterm(fakes, config_file):
 
 async def test_greenroom_run_with_the_console_ends_with_the_console(fakes, config_file):
     tg, _ = fakes
-    proc = await greenroom_run(tg, config_file, "--console", stdin=asyncio.subprocess.PIPE,
-                               stdout=asyncio.subprocess.PIPE)
+    proc = await greenroom_run(
+        tg, config_file, "--console", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
     await tg.wait_for("getUpdates", timeout=120)  # Telegram runs alongside the console
     out, _ = await asyncio.wait_for(proc.communicate(b"/status\n"), 120)  # then end of input
     assert proc.returncode == 0

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from memory.db import Database
-from memory.library import Library
-from memory.store import ServerStore
+from greenroom.memory.db import Database
+from greenroom.memory.library import Library
+from greenroom.memory.store import ServerStore
 from tests.test_library import character, words
 
 
@@ -47,7 +47,7 @@ def test_cluster_settings_reach_the_server(tmp_path) -> None:
 
     from aiohttp import web
 
-    from memory.store import Cluster
+    from greenroom.memory.store import Cluster
     from tests.servers import free_port
 
     created: dict = {}
@@ -62,6 +62,7 @@ def test_cluster_settings_reach_the_server(tmp_path) -> None:
 
     async def serve() -> None:
         app = web.Application()
+
         async def listing(request: web.Request) -> web.Response:
             return ok({"collections": []})
 
@@ -79,8 +80,9 @@ def test_cluster_settings_reach_the_server(tmp_path) -> None:
 
     threading.Thread(target=asyncio.run, args=(serve(),), daemon=True).start()
     ready.wait()
-    store = ServerStore.connect(f"http://127.0.0.1:{port}", None, Cluster(shard_number=6, replication_factor=2,
-                                                                           on_disk_payload=True))
+    store = ServerStore.connect(
+        f"http://127.0.0.1:{port}", None, Cluster(shard_number=6, replication_factor=2, on_disk_payload=True)
+    )
     store.create("kit-1", 384)
     body = created["greenroom__kit-1"]
     assert (body["shard_number"], body["replication_factor"], body["on_disk_payload"]) == (6, 2, True)
@@ -88,8 +90,8 @@ def test_cluster_settings_reach_the_server(tmp_path) -> None:
 
 
 def test_memory_moves_from_embedded_to_a_server_without_reembedding(tmp_path, embedder) -> None:
-    from memory.store import EdgeStore
-    from memory.transfer import export_store, import_store
+    from greenroom.memory.store import EdgeStore
+    from greenroom.memory.transfer import export_store, import_store
 
     db = Database(tmp_path / "db.sqlite3")
     stories = ["Kit:「the lighthouse keeper's log」", "Kit:「the storm at sea」", "Kit:「tomatoes」"]
@@ -106,8 +108,8 @@ def test_memory_moves_from_embedded_to_a_server_without_reembedding(tmp_path, em
 
 
 def test_a_damaged_export_is_refused_by_line(tmp_path) -> None:
-    from memory.store import StoreError
-    from memory.transfer import import_store
+    from greenroom.memory.store import StoreError
+    from greenroom.memory.transfer import import_store
 
     bad = tmp_path / "memory.jsonl"
     bad.write_text('{"greenroom_memory": 1}\n{"index": "kit-1", "points": 2}\n{"id": "x"}\n', encoding="utf-8")

@@ -8,8 +8,8 @@ import socket
 import aiohttp
 import pytest
 
-from bots.telegram import TelegramAdapter
-from core.config import TelegramSection
+from greenroom.bots.telegram import TelegramAdapter
+from greenroom.core.config import TelegramSection
 from tests.fakes.telegram_api import BOT, FakeTelegram
 from tests.helpers import answer_with, assert_throttled, running, slow_model
 
@@ -25,7 +25,7 @@ async def fake():
 def adapter_for(app, fake: FakeTelegram, **settings) -> TelegramAdapter:
     settings.setdefault("placeholder_delay", 0.0)
     section = TelegramSection(base_url=fake.base_url, base_file_url=fake.base_file_url, poll_timeout=1, **settings)
-    return TelegramAdapter(app, section, fake.token)
+    return TelegramAdapter(app.host, section, fake.token)
 
 
 @pytest.fixture
@@ -57,8 +57,12 @@ async def test_group_answers_mentions_and_replies_only(app, fake, telegram):
 
     answer_with(app, echo)
     await fake.push(fake.message("just chatting", chat_id=GROUP, chat_type="group"))
-    mention = fake.message("@wren_bot are you there?", chat_id=GROUP, chat_type="group",
-                           entities=[{"type": "mention", "offset": 0, "length": 9}])
+    mention = fake.message(
+        "@wren_bot are you there?",
+        chat_id=GROUP,
+        chat_type="group",
+        entities=[{"type": "mention", "offset": 0, "length": 9}],
+    )
     await fake.push(mention)
     bot_message = {"message_id": 5, "date": 0, "chat": {"id": GROUP, "type": "group"}, "from": BOT, "text": "hi"}
     await fake.push(fake.message("replying to you", chat_id=GROUP, chat_type="group", reply_to_message=bot_message))
@@ -76,9 +80,16 @@ async def test_forum_topics_are_separate_conversations(app, fake, telegram):
 
     answer_with(app, record)
     for topic in (11, 12):
-        await fake.push(fake.message("@wren_bot hi", chat_id=GROUP, chat_type="supergroup", is_topic_message=True,
-                                     message_thread_id=topic, entities=[{"type": "mention", "offset": 0,
-                                                                         "length": 9}]))
+        await fake.push(
+            fake.message(
+                "@wren_bot hi",
+                chat_id=GROUP,
+                chat_type="supergroup",
+                is_topic_message=True,
+                message_thread_id=topic,
+                entities=[{"type": "mention", "offset": 0, "length": 9}],
+            )
+        )
     replies = await fake.wait_for("sendMessage", 2)
     assert keys == [f"telegram:{GROUP}/11", f"telegram:{GROUP}/12"]
     assert [r.params["message_thread_id"] for r in replies] == ["11", "12"]
@@ -118,9 +129,20 @@ async def test_video_is_downloaded_for_the_core(app, fake, telegram):
 
     answer_with(app, watch, priority=1)  # ahead of the video route
     fake.add_file("clip1", b"\x00\x00\x00\x18ftypmp42 fake clip")
-    await fake.push(fake.message(caption="what happens here?", video={
-        "file_id": "clip1", "file_unique_id": "u1", "width": 64, "height": 64, "duration": 1,
-        "file_size": 26, "mime_type": "video/mp4"}))
+    await fake.push(
+        fake.message(
+            caption="what happens here?",
+            video={
+                "file_id": "clip1",
+                "file_unique_id": "u1",
+                "width": 64,
+                "height": 64,
+                "duration": 1,
+                "file_size": 26,
+                "mime_type": "video/mp4",
+            },
+        )
+    )
     await fake.wait_for("sendMessage")
     assert got == [b"\x00\x00\x00\x18ftypmp42 fake clip"]
     assert [c.method for c in fake.calls if c.method in ("getFile", "download")] == ["getFile", "download"]
@@ -128,8 +150,18 @@ async def test_video_is_downloaded_for_the_core(app, fake, telegram):
 
 async def test_oversized_video_is_refused_without_download(app, fake, telegram):
     fake.add_file("big", b"", size=25 * 1024 * 1024)
-    await fake.push(fake.message(video={"file_id": "big", "file_unique_id": "u2", "width": 64, "height": 64,
-                                        "duration": 60, "file_size": 25 * 1024 * 1024}))
+    await fake.push(
+        fake.message(
+            video={
+                "file_id": "big",
+                "file_unique_id": "u2",
+                "width": 64,
+                "height": 64,
+                "duration": 60,
+                "file_size": 25 * 1024 * 1024,
+            }
+        )
+    )
     reply = (await fake.wait_for("sendMessage"))[0].params["text"]
     assert "20 MB" in reply and "26.2 MB" in reply
     assert not fake.sent("getFile") and not fake.sent("download")
@@ -144,9 +176,15 @@ async def test_links_come_from_entities(app, fake, telegram):
 
     answer_with(app, record)
     text = "see example.org/a and this"
-    await fake.push(fake.message(text, entities=[
-        {"type": "url", "offset": 4, "length": 13},
-        {"type": "text_link", "offset": 22, "length": 4, "url": "https://news.example/story"}]))
+    await fake.push(
+        fake.message(
+            text,
+            entities=[
+                {"type": "url", "offset": 4, "length": 13},
+                {"type": "text_link", "offset": 22, "length": 4, "url": "https://news.example/story"},
+            ],
+        )
+    )
     await fake.wait_for("sendMessage")
     assert links == ["example.org/a", "https://news.example/story"]
 
@@ -179,8 +217,12 @@ async def test_html_parse_error_retries_as_plain_text(app, fake, telegram):
         await ctx.say("**bold** claim <b>")
 
     answer_with(app, answer)
-    fake.fail_next("sendMessage", 400, "Bad Request: can't parse entities: unclosed tag",
-                   when=lambda p: p.get("parse_mode") == "HTML")
+    fake.fail_next(
+        "sendMessage",
+        400,
+        "Bad Request: can't parse entities: unclosed tag",
+        when=lambda p: p.get("parse_mode") == "HTML",
+    )
     await fake.push(fake.message("hi"))
     html, plain = await fake.wait_for("sendMessage", 2)
     assert html.params["text"] == "<b>bold</b> claim &lt;b&gt;"
@@ -202,11 +244,17 @@ async def test_webhook_mode_checks_the_secret_token(app, fake, monkeypatch):
         assert hook["url"] == url and hook["secret_token"] == "s3cret"
         update = {"update_id": 1, "message": fake.message("via webhook")}
         async with aiohttp.ClientSession() as http:
-            bad = await http.post(url, data=json.dumps(update), headers={
-                "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": "wrong"})
+            bad = await http.post(
+                url,
+                data=json.dumps(update),
+                headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": "wrong"},
+            )
             assert bad.status == 403
-            good = await http.post(url, data=json.dumps({**update, "update_id": 2}), headers={
-                "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": "s3cret"})
+            good = await http.post(
+                url,
+                data=json.dumps({**update, "update_id": 2}),
+                headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": "s3cret"},
+            )
             assert good.status == 200
         replies = await fake.wait_for("sendMessage")
         assert len(replies) == 1 and not fake.sent("getUpdates")
@@ -221,9 +269,19 @@ async def test_chat_admin_loads_a_character_from_an_attached_file(app, fake, tel
     fake.add_file("huge", b"", size=40 * 1024 * 1024)
 
     def upload(file_id: str, filename: str, size: int) -> dict:
-        return fake.message(caption="/character load", chat_id=GROUP, chat_type="group", user_id=8, document={
-            "file_id": file_id, "file_unique_id": file_id, "file_name": filename, "mime_type": "application/json",
-            "file_size": size})
+        return fake.message(
+            caption="/character load",
+            chat_id=GROUP,
+            chat_type="group",
+            user_id=8,
+            document={
+                "file_id": file_id,
+                "file_unique_id": file_id,
+                "file_name": filename,
+                "mime_type": "application/json",
+                "file_size": size,
+            },
+        )
 
     await fake.push(upload("card", "mira.json", len(json.dumps(V2))))
     await fake.push(upload("broken", "mira.json", 34))
@@ -233,5 +291,21 @@ async def test_chat_admin_loads_a_character_from_an_attached_file(app, fake, tel
     assert "mira.json" in broken and "JSON" in broken
     assert "over the 20 MB limit" in huge
     assert app.library.get("captain-mira").character.name == "Captain Mira"  # the failed upload changed nothing
-    assert (app.data_dir / "uploads" / "mira.json").read_bytes() == json.dumps(V2).encode()
+    assert (app.data_dir / "uploads" / "captain-mira" / "mira.json").read_bytes() == json.dumps(V2).encode()
     assert [c.params["file_id"] for c in fake.sent("getFile")] == ["card", "broken"]
+
+
+async def test_a_command_for_another_bot_is_left_alone(app, fake, telegram):
+    for text in ("/start@other_bot", "/nope@wren_bot"):
+        await fake.push(
+            fake.message(
+                text,
+                chat_id=GROUP,
+                chat_type="group",
+                entities=[{"type": "bot_command", "offset": 0, "length": len(text)}],
+            )
+        )
+    [answer] = await fake.wait_for("sendMessage")
+    await app.dispatcher.idle()
+    assert answer.params["text"] == "Unknown command /nope. Send /help for the list."
+    assert len(fake.sent("sendMessage")) == 1  # /start@other_bot got no answer

@@ -12,13 +12,13 @@ import sentencepiece as spm
 import torch
 from safetensors.torch import load_file
 
-from models.valley.checkpoint import Shards, read_config
-from models.valley.errors import CheckpointError
-from models.valley.convert import apply_delta, check_gguf, convert
-from models.valley.generate import Decoding
-from models.valley.model import load_valley
-from models.valley.prompt import TokenIds, encode, postprocess, render, video_tokens, visual_runs
-from models.valley.vision import build_tower, layers_used, pool, project_then_pool, stored_layers
+from greenroom.models.valley.checkpoint import Shards, read_config
+from greenroom.models.valley.convert import apply_delta, check_gguf, convert
+from greenroom.models.valley.errors import CheckpointError
+from greenroom.models.valley.generate import Decoding
+from greenroom.models.valley.model import load_valley
+from greenroom.models.valley.prompt import TokenIds, encode, postprocess, render, video_tokens, visual_runs
+from greenroom.models.valley.vision import build_tower, layers_used, pool, project_then_pool, stored_layers
 from tests.clips import lossless_clip, numbered_frames
 from tests.valley_fixture import VISION_LAYERS, build_checkpoint
 
@@ -69,7 +69,7 @@ def test_video_placeholder_has_264_visual_positions_between_4_delimiters(checkpo
     runs = visual_runs(ids, valley.ids, 8)
     assert [(r.length, r.row) for r in runs] == [(256, 0), (8, 256)]
     start = ids.index(valley.ids.im_start)
-    assert ids[start:start + 268].count(valley.ids.im_patch) == 256 and ids[start + 267] == valley.ids.vi_end
+    assert ids[start : start + 268].count(valley.ids.im_patch) == 256 and ids[start + 267] == valley.ids.vi_end
     assert ids[runs[1].start - 2] == valley.ids.im_end  # <im_end> <vi_start> keep their own embeddings
     assert video_tokens(8).count("<") == 268
 
@@ -87,8 +87,10 @@ def test_templates_render_as_in_the_docs() -> None:
     assert v1.endswith(".\n\n### Human: Describe this video concisely.\n" + video_tokens(2) + " \n###")
     june = render("june", [], "What is he cooking?", 2)
     assert "ByteDance.You are able" in june and "language.Follow" in june
-    assert june.endswith("###Human: Hi!###Assistant: Hi there!  How can I help you today?\n"
-                         "###Human: What is he cooking?\n" + video_tokens(2) + "###Assistant:")
+    assert june.endswith(
+        "###Human: Hi!###Assistant: Hi there!  How can I help you today?\n"
+        "###Human: What is he cooking?\n" + video_tokens(2) + "###Assistant:"
+    )
 
 
 def slow_tokenizer_ids(folder, text: str) -> list[int]:
@@ -112,8 +114,10 @@ def slow_tokenizer_ids(folder, text: str) -> list[int]:
 def test_prompt_ids_are_those_valley_was_trained_on(checkpoint, template) -> None:
     valley = load_valley(checkpoint, "gpu", device="cpu")
     turns = [("What is in the pan?", "Milk.")]
-    for text in (render(template, [], "Describe this video concisely.", 8),
-                 render(template, turns, "The liquid is egg, not milk; fix your description.", 8)):
+    for text in (
+        render(template, [], "Describe this video concisely.", 8),
+        render(template, turns, "The liquid is egg, not milk; fix your description.", 8),
+    ):
         ids = encode(valley.tokenizer, text)
         assert ids == slow_tokenizer_ids(checkpoint, text)
         assert len(visual_runs(ids, valley.ids, 8)) == 2
@@ -135,8 +139,18 @@ def test_tokenizer_without_valleys_tokens_is_refused(checkpoint) -> None:
     valley = load_valley(checkpoint, "gpu", device="cpu")
     tokenizer = valley.tokenizer
     with pytest.raises(ValueError, match="<vi_frame>"):
-        TokenIds.of(type("T", (), {"convert_tokens_to_ids": lambda self, names: [
-            tokenizer.unk_token_id if n == "<vi_frame>" else 5 for n in names]})(), tokenizer.unk_token_id)
+        TokenIds.of(
+            type(
+                "T",
+                (),
+                {
+                    "convert_tokens_to_ids": lambda self, names: [
+                        tokenizer.unk_token_id if n == "<vi_frame>" else 5 for n in names
+                    ]
+                },
+            )(),
+            tokenizer.unk_token_id,
+        )
 
 
 def test_bin_and_safetensors_checkpoints_load_the_same_model(checkpoint, tmp_path, clip_file) -> None:
@@ -156,8 +170,10 @@ def test_cpu_and_torch_runtimes_agree_on_rows_and_greedy_tokens(checkpoint, conv
     clip = torch_side.clip(clip_file)
     assert clip.rows.shape == (264, 64) and clip.indices == list(np.linspace(0, 19, 8).astype(int))
     assert np.allclose(cpu_side.clip(clip_file).rows, clip.rows, atol=1e-6)
-    for question, turns in (("Describe this video concisely.", []),
-                            ("The liquid is egg, not milk; fix your description.", [("Describe it.", "milk")])):
+    for question, turns in (
+        ("Describe this video concisely.", []),
+        ("The liquid is egg, not milk; fix your description.", [("Describe it.", "milk")]),
+    ):
         a = torch_side.ask(clip, question, turns, GREEDY)
         b = cpu_side.ask(clip, question, turns, GREEDY)
         assert a.tokens and a.tokens == b.tokens and a.text == b.text
@@ -201,10 +217,16 @@ def test_apply_delta_restores_the_target_weights(checkpoint, tmp_path, clip_file
         d[:rows] -= base_state[name]
         delta_state[name] = d
     from safetensors.torch import save_file
+
     save_file(base_state, str(base / "model.safetensors"))
     save_file(delta_state, str(delta / "model.safetensors"))
-    for file in ("config.json", "tokenizer.model", "added_tokens.json", "special_tokens_map.json",
-                 "tokenizer_config.json"):
+    for file in (
+        "config.json",
+        "tokenizer.model",
+        "added_tokens.json",
+        "special_tokens_map.json",
+        "tokenizer_config.json",
+    ):
         (delta / file).write_bytes((checkpoint / file).read_bytes())
     out = tmp_path / "restored"
     assert apply_delta(base, delta, out) == len(target.names())
@@ -213,15 +235,19 @@ def test_apply_delta_restores_the_target_weights(checkpoint, tmp_path, clip_file
         assert torch.allclose(restored.get(name), target.get(name), atol=1e-5), name
     original = load_valley(checkpoint, "gpu", device="cpu", vision_dtype="float32")
     clip = original.clip(clip_file)
-    assert load_valley(out, "gpu", device="cpu", vision_dtype="float32").ask(clip, decoding=GREEDY).tokens == \
-        original.ask(clip, decoding=GREEDY).tokens
+    assert (
+        load_valley(out, "gpu", device="cpu", vision_dtype="float32").ask(clip, decoding=GREEDY).tokens
+        == original.ask(clip, decoding=GREEDY).tokens
+    )
 
 
 def test_long_conversations_drop_the_oldest_turns(converted, clip_file) -> None:
     valley = load_valley(converted, "cpu", vision_dtype="float32")
     clip = valley.clip(clip_file)
-    turns = [(f"Question {i} about the people dancing at the party?", "They dance with music and lights. " * 8)
-             for i in range(12)]
+    turns = [
+        (f"Question {i} about the people dancing at the party?", "They dance with music and lights. " * 8)
+        for i in range(12)
+    ]
     answer = valley.ask(clip, "And now?", turns, GREEDY)
     assert answer.prompt_tokens + 12 <= valley.language.n_ctx
     assert answer.tokens

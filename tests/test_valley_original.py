@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.valley.convert import convert
-from models.valley.generate import Decoding
-from models.valley.model import load_valley
-from models.valley.prompt import encode, render
-from models.video.frames import read_frames
-from models.video.transform import video_tensor
+from greenroom.models.valley.convert import convert
+from greenroom.models.valley.generate import Decoding
+from greenroom.models.valley.model import load_valley
+from greenroom.models.valley.prompt import encode, render
+from greenroom.models.video.frames import read_frames
+from greenroom.models.video.transform import video_tensor
 from tests.clips import lossless_clip, numbered_frames
 from tests.conftest import reference_data
 from tests.valley_fixture import build_checkpoint, tower_config
@@ -42,8 +42,10 @@ def sample_clips() -> list[Path]:
 def original(tmp_path_factory):
     source, python = os.environ.get("GREENROOM_VALLEY_SOURCE"), os.environ.get("GREENROOM_VALLEY_PYTHON")
     if not source or not python:
-        pytest.skip("Valley's own code is not on the package index: set GREENROOM_VALLEY_SOURCE (a checkout of "
-                    "RupertLuo/Valley) and GREENROOM_VALLEY_PYTHON (a Python with its requirements) to compare")
+        pytest.skip(
+            "Valley's own code is not on the package index: set GREENROOM_VALLEY_SOURCE (a checkout of "
+            "RupertLuo/Valley) and GREENROOM_VALLEY_PYTHON (a Python with its requirements) to compare"
+        )
     if not (Path(source) / "valley" / "model" / "valley_model.py").is_file():
         pytest.fail(f"GREENROOM_VALLEY_SOURCE={source} is not a checkout of RupertLuo/Valley")
     base = tmp_path_factory.mktemp("original")
@@ -51,16 +53,33 @@ def original(tmp_path_factory):
     # the released checkpoints
     checkpoint = build_checkpoint(base / "checkpoint", vision_width=1024, kv_heads=4)
     (base / "tower.json").write_text(json.dumps(tower_config(1024)))
-    clips = [lossless_clip(base / "wide.mkv", numbered_frames(40, 320, 240)),
-             lossless_clip(base / "short.mkv", numbered_frames(3, 200, 300)), *sample_clips()]
+    clips = [
+        lossless_clip(base / "wide.mkv", numbered_frames(40, 320, 240)),
+        lossless_clip(base / "short.mkv", numbered_frames(3, 200, 300)),
+        *sample_clips(),
+    ]
     out = base / "out"
     out.mkdir()
-    subprocess.run([python, str(Path(__file__).with_name("valley_original.py")), source, str(checkpoint),
-                    str(base / "tower.json"), str(out), f"{QUESTION}\n<video>", str(NEW_TOKENS),
-                    *map(str, clips)], check=True, timeout=900)
+    subprocess.run(
+        [
+            python,
+            str(Path(__file__).with_name("valley_original.py")),
+            source,
+            str(checkpoint),
+            str(base / "tower.json"),
+            str(out),
+            f"{QUESTION}\n<video>",
+            str(NEW_TOKENS),
+            *map(str, clips),
+        ],
+        check=True,
+        timeout=900,
+    )
     convert(checkpoint, base / "cpu", "f32")
-    runtimes = {"torch": load_valley(checkpoint, "gpu", device="cpu", vision_dtype="float32"),
-                "llama.cpp": load_valley(base / "cpu", "cpu", vision_dtype="float32")}
+    runtimes = {
+        "torch": load_valley(checkpoint, "gpu", device="cpu", vision_dtype="float32"),
+        "llama.cpp": load_valley(base / "cpu", "cpu", vision_dtype="float32"),
+    }
     return json.loads((out / "original.json").read_text()), out, runtimes
 
 

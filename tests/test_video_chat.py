@@ -14,17 +14,18 @@ import threading
 
 import pytest
 
-from core.app import Greenroom
-from core.events import Attachment, AttachmentKind
-from core.video import BUSY, CLOSING, OFF
-from models.valley.generate import Decoding
-from models.valley.prompt import DEFAULT_QUESTION
-from tests.helpers import RecordingReplier, message
+from greenroom.compose import Greenroom
+from greenroom.core.events import Attachment, AttachmentKind
+from greenroom.core.video import BUSY, CLOSING, OFF
+from greenroom.models.valley.generate import Decoding
+from greenroom.models.valley.prompt import DEFAULT_QUESTION
+from tests.helpers import RecordingReplier, answer_with, message
 
 
 @pytest.fixture
 def make_app(open_app, converted):
     """A Greenroom with ``[video]`` settings (the tiny converted checkpoint unless they name another)."""
+
     def make(video: str = "") -> Greenroom:
         if "checkpoint" not in video:
             video = f'checkpoint = "{converted}"\nvision_dtype = "float32"\n{video}'
@@ -63,7 +64,7 @@ class Gate:
     async def wait_entered(self) -> None:
         await asyncio.to_thread(self.entered.wait)
 
-    def __enter__(self) -> "Gate":
+    def __enter__(self) -> Gate:
         return self
 
     def __exit__(self, *exc) -> None:  # pass or fail, no worker thread is left waiting
@@ -162,10 +163,13 @@ async def test_long_jobs_get_a_progress_note(make_app, clips) -> None:
     assert not replier.messages[0].startswith("Still watching")
 
 
-@pytest.mark.parametrize("data, name, words", [
-    (b"", "empty.mp4", "empty"),
-    (os.urandom(4000), "noise.mp4", "could not read that as a video"),
-])
+@pytest.mark.parametrize(
+    "data, name, words",
+    [
+        (b"", "empty.mp4", "empty"),
+        (os.urandom(4000), "noise.mp4", "could not read that as a video"),
+    ],
+)
 async def test_bad_clips_get_a_specific_message_and_the_bot_keeps_serving(video_app, data, name, words) -> None:
     replier = RecordingReplier()
     await send(video_app, clip_message(data, name=name), replier)
@@ -180,9 +184,31 @@ async def test_character_comments_on_the_clip_when_configured(make_app, clips) -
     replier = RecordingReplier()
     await send(app, clip_message(clips["a"]), replier)
     await app.video.idle()
+    await app.dispatcher.idle()  # the comment takes its turn in the conversation's lane
     assert len(replier.messages) >= 2 and replier.traces[-1]["character"] == "wren"  # (a greeting may come too)
     assert replier.traces[-1]["reply"] == replier.messages[-1]
     assert "It shows: " + replier.messages[0] in replier.traces[-1]["messages"][-1]["content"]
+
+
+async def test_the_comment_waits_for_the_turn_in_progress_in_its_conversation(make_app, clips) -> None:
+    app = make_app("comment = true")
+    turn_started, turn_may_end = asyncio.Event(), asyncio.Event()
+
+    async def slow_turn(ctx) -> None:
+        turn_started.set()
+        await turn_may_end.wait()
+        await ctx.say("finished my turn")
+
+    answer_with(app, slow_turn)
+    clip, text = RecordingReplier(), RecordingReplier()
+    await send(app, clip_message(clips["a"]), clip)
+    await app.dispatcher.submit(message("wait, one more thing"), text)
+    await turn_started.wait()
+    await app.video.idle()  # described while the turn is still running
+    assert clip.messages[0] != "Watching your clip…" and clip.traces == []  # the comment has not started
+    turn_may_end.set()
+    await app.dispatcher.idle()
+    assert text.messages == ["finished my turn"] and clip.traces[-1]["character"] == "wren"
 
 
 async def test_video_off_says_how_to_turn_it_on(app, clips) -> None:
@@ -196,8 +222,9 @@ async def test_missing_weights_are_reported_and_chat_goes_on(make_app, clips, tm
     replier = RecordingReplier()
     await send(app, clip_message(clips["a"]), replier)
     await app.video.idle()
-    assert replier.messages[0].startswith("Video description is unavailable right now: Valley checkpoint "
-                                          "folder not found")
+    assert replier.messages[0].startswith(
+        "Video description is unavailable right now: Valley checkpoint folder not found"
+    )
     await send(app, message("Hello?"), replier)
     assert replier.traces
 
@@ -218,3 +245,19 @@ async def test_shutdown_tells_the_senders_of_unfinished_clips(video_app, clips) 
         await send(video_app, clip_message(clips["b"], chat="c2"), waiting)
         await video_app.video.close()
     assert running.messages == [CLOSING] and waiting.messages == [CLOSING]
+
+
+async def test_an_unexpected_error_in_the_video_path_is_logged_and_shown_as_an_id(video_app, clips, caplog) -> None:
+    class Broken:
+        def clip(self, path):
+            raise ValueError("tensor shape (3, 7) internal detail")
+
+    video_app.video.load = Broken
+    replier = RecordingReplier()
+    await send(video_app, clip_message(clips["a"]), replier)
+    await video_app.video.idle()
+    [answer] = replier.messages
+    assert "internal detail" not in answer and answer.startswith("Sorry, something went wrong")
+    error_id = answer.rsplit("error id ", 1)[1].rstrip(").")
+    [record] = [r for r in caplog.records if error_id in r.getMessage()]
+    assert record.exc_info and "internal detail" in str(record.exc_info[1])  # the traceback is in the log

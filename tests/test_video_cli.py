@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
-from core.cli import main
-from models.valley.generate import Decoding
-from models.valley.model import load_valley
+from greenroom.cli import main
+from greenroom.models.valley.generate import Decoding
+from greenroom.models.valley.model import load_valley
 from tests.clips import lossless_clip, numbered_frames
 from tests.valley_fixture import build_checkpoint
 
@@ -21,16 +21,31 @@ def test_convert_then_describe_and_embed(config_file, tmp_path, capsys) -> None:
     assert "token ids checked" in capsys.readouterr().out
     clip = lossless_clip(tmp_path / "clip.mkv", numbered_frames(10))
 
-    assert main([*common, "video", "describe", str(clip), "--checkpoint", str(out), "--question",
-                 "What is happening?", "--json"]) == 0
+    assert (
+        main(
+            [
+                *common,
+                "video",
+                "describe",
+                str(clip),
+                "--checkpoint",
+                str(out),
+                "--question",
+                "What is happening?",
+                "--json",
+            ]
+        )
+        == 0
+    )
     shown = json.loads(capsys.readouterr().out)
     valley = load_valley(out)
     expected = valley.ask(valley.clip(clip), "What is happening?", decoding=Decoding(256))
     assert shown["answer"] == expected.text and shown["runtime"] == "cpu"
     assert shown["frames"] == [0, 1, 2, 3, 5, 6, 7, 9] and shown["total_frames"] == 10
 
-    assert main([*common, "video", "embed", str(clip), "--checkpoint", str(out), "--out",
-                 str(tmp_path / "rows.npy")]) == 0
+    assert (
+        main([*common, "video", "embed", str(clip), "--checkpoint", str(out), "--out", str(tmp_path / "rows.npy")]) == 0
+    )
     rows = np.load(tmp_path / "rows.npy")
     assert rows.shape == (264, 64)
     torch_side = load_valley(checkpoint, "gpu", device="cpu")
@@ -46,6 +61,5 @@ def test_bad_inputs_get_a_message_and_exit_2(config_file, tmp_path, capsys) -> N
     assert "no config.json" in capsys.readouterr().err
     checkpoint = build_checkpoint(tmp_path / "ck")
     assert main([*common, "valley", "convert", str(checkpoint), str(tmp_path / "cpu")]) == 0
-    assert main([*common, "video", "describe", str(tmp_path / "noise.mp4"), "--checkpoint",
-                 str(tmp_path / "cpu")]) == 2
+    assert main([*common, "video", "describe", str(tmp_path / "noise.mp4"), "--checkpoint", str(tmp_path / "cpu")]) == 2
     assert "could not read that as a video" in capsys.readouterr().err

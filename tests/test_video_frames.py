@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.video.frames import Limits, VideoError, count_frames, frame_indices, read_frames
-from models.video.transform import CLIP_MEAN, CLIP_STD, center_crop, resize_shorter, video_tensor
+from greenroom.models.video.frames import Limits, VideoError, count_frames, frame_indices, read_frames
+from greenroom.models.video.transform import CLIP_MEAN, CLIP_STD, center_crop, resize_shorter, video_tensor
 from tests.clips import ffmpeg, lossless_clip, numbered_frames, pattern_clip
 
 
@@ -46,8 +46,9 @@ def test_short_clip_repeats_frames(tmp_path) -> None:
 def test_variable_frame_rate_is_sampled_by_index_not_time(tmp_path) -> None:
     """Frames 0-19 a frame every 1/30 s, then one every second: by time most picks would land late."""
     source = numbered_frames(30)
-    clip = lossless_clip(tmp_path / "vfr.mkv", source, output=(
-        "-vf", "setpts='if(lt(N,20),N/30,20/30+(N-20))/TB'", "-fps_mode", "vfr"))
+    clip = lossless_clip(
+        tmp_path / "vfr.mkv", source, output=("-vf", "setpts='if(lt(N,20),N/30,20/30+(N-20))/TB'", "-fps_mode", "vfr")
+    )
     frames = read_frames(clip, 8)
     assert frames.total == 30 and frames.indices == frame_indices(30, 8)
     for index, image in zip(frames.indices, frames.images):
@@ -82,6 +83,7 @@ def test_resize_keeps_a_256_shorter_side_and_truncates_the_longer() -> None:
 
 
 # ---- bad input: each gets a specific message or a correct result ---------------------------------------
+
 
 def test_zero_byte_file(tmp_path) -> None:
     (tmp_path / "empty.mp4").write_bytes(b"")
@@ -123,15 +125,25 @@ def test_still_image_is_a_one_frame_clip(tmp_path) -> None:
 
 
 def test_huge_resolution_is_refused_before_decoding(tmp_path) -> None:
-    ffmpeg("-f", "lavfi", "-i", "color=c=blue:size=5000x64:rate=1:duration=1", "-c:v", "ffv1",
-           str(tmp_path / "wide.mkv"))
+    ffmpeg(
+        "-f", "lavfi", "-i", "color=c=blue:size=5000x64:rate=1:duration=1", "-c:v", "ffv1", str(tmp_path / "wide.mkv")
+    )
     with pytest.raises(VideoError, match="5000x64"):
         read_frames(tmp_path / "wide.mkv", limits=Limits(max_side=4096))
 
 
 def test_hour_long_clip_is_refused_before_decoding(tmp_path) -> None:
-    ffmpeg("-f", "lavfi", "-i", "color=c=red:size=32x32:rate=1:duration=3700", "-c:v", "libx264",
-           "-preset", "ultrafast", str(tmp_path / "long.mp4"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red:size=32x32:rate=1:duration=3700",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        str(tmp_path / "long.mp4"),
+    )
     with pytest.raises(VideoError, match="1:01:40 long"):
         read_frames(tmp_path / "long.mp4", limits=Limits(max_seconds=600))
 

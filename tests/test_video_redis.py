@@ -21,11 +21,10 @@ import redis
 from rq import Queue
 from rq.registry import StartedJobRegistry
 
-from bots.telegram.html import to_html
-from core.cli import main
-from core.health import readiness
-from core.video_redis import QUEUE
-from models.valley.prompt import DEFAULT_QUESTION
+from greenroom.bots.telegram.html import to_html
+from greenroom.cli import main
+from greenroom.core.video_redis import QUEUE
+from greenroom.models.valley.prompt import DEFAULT_QUESTION
 from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import AddressedReplier, RecordingReplier, message, running
 from tests.servers import free_port, redis_server
@@ -61,9 +60,11 @@ async def fake():
 def video_config(path: Path, checkpoint: Path, redis_url: str, fake: FakeTelegram, extra: str = "") -> Path:
     """Append the Redis video settings to ``path`` (a new file gets its own data folder)."""
     start = path.read_text() if path.exists() else '[bot]\ndata_dir = "data"\n'
-    path.write_text(start + f'[video]\ncheckpoint = "{checkpoint}"\nredis_url = "{redis_url}"\n{VIDEO}{extra}'
-                    f'[telegram]\nbase_url = "{fake.base_url}"\nbase_file_url = "{fake.base_file_url}"\n',
-                    encoding="utf-8")
+    path.write_text(
+        start + f'[video]\ncheckpoint = "{checkpoint}"\nredis_url = "{redis_url}"\n{VIDEO}{extra}'
+        f'[telegram]\nbase_url = "{fake.base_url}"\nbase_file_url = "{fake.base_file_url}"\n',
+        encoding="utf-8",
+    )
     return path
 
 
@@ -86,8 +87,12 @@ class Workers:
         config = video_config(folder / "bot.toml", checkpoint, self.redis_url, self.fake)
         env = {**os.environ, "TELEGRAM_TOKEN": self.fake.token}
         log = (folder / "worker.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "core.cli", "worker", "video", "--config", str(config)],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "greenroom", "worker", "video", "--config", str(config)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.procs.append(proc)
         return proc
 
@@ -106,16 +111,27 @@ def workers(tmp_path, flushed, fake):
 
 def post_clip(fake: FakeTelegram, data: bytes, file_id: str = "clip1", **extra) -> dict:
     fake.add_file(file_id, data)
-    return fake.message(video={"file_id": file_id, "file_unique_id": file_id, "width": 80, "height": 60,
-                               "duration": 1, "file_size": len(data), "mime_type": "video/x-matroska"}, **extra)
+    return fake.message(
+        video={
+            "file_id": file_id,
+            "file_unique_id": file_id,
+            "width": 80,
+            "height": 60,
+            "duration": 1,
+            "file_size": len(data),
+            "mime_type": "video/x-matroska",
+        },
+        **extra,
+    )
 
 
 async def edited_to(fake: FakeTelegram, text: str) -> list:
     return await fake.wait_for("editMessageText", text=to_html(text), timeout=120)
 
 
-async def test_a_worker_describes_the_clip_and_answers_a_follow_up(bot, fake, workers, clips, converted,
-                                                                    tmp_path) -> None:
+async def test_a_worker_describes_the_clip_and_answers_a_follow_up(
+    bot, fake, workers, clips, converted, tmp_path
+) -> None:
     description = expected(bot, clips["a"], tmp_path)
     workers.start(converted)
     async with running(adapter_for(bot, fake)):
@@ -124,15 +140,24 @@ async def test_a_worker_describes_the_clip_and_answers_a_follow_up(bot, fake, wo
         assert status.params["text"] == "Watching your clip…"
         [edit] = await edited_to(fake, description)
         question = "What colour is the pan?"
-        await fake.push(fake.message(question, reply_to_message={
-            "message_id": int(edit.params["message_id"]), "date": 0, "chat": {"id": 1, "type": "private"}}))
+        await fake.push(
+            fake.message(
+                question,
+                reply_to_message={
+                    "message_id": int(edit.params["message_id"]),
+                    "date": 0,
+                    "chat": {"id": 1, "type": "private"},
+                },
+            )
+        )
         answer = expected(bot, clips["a"], tmp_path, question, [(DEFAULT_QUESTION, description)])
         await edited_to(fake, answer)
     assert [c.params["text"] for c in fake.sent("sendMessage")] == ["Watching your clip…", "Looking at the clip again…"]
 
 
-async def test_a_worker_killed_mid_job_leaves_it_to_another(bot, fake, workers, clips, converted,
-                                                            tmp_path, flushed) -> None:
+async def test_a_worker_killed_mid_job_leaves_it_to_another(
+    bot, fake, workers, clips, converted, tmp_path, flushed
+) -> None:
     stuck = tmp_path / "stuck"  # a copy whose vision weights never arrive: its worker hangs while loading
     shutil.copytree(converted, stuck)
     (stuck / "vision.safetensors").unlink()
@@ -167,11 +192,12 @@ async def test_redis_down_keeps_the_chat_going(config_file, open_app, converted,
     app = open_app()
     replier = RecordingReplier()
     await (await app.dispatcher.submit(clip_message(clips["a"]), replier))
-    assert replier.messages[0].startswith("Video description is unavailable right now: the video queue at "
-                                          f"{down} cannot be reached")
+    assert replier.messages[0].startswith(
+        f"Video description is unavailable right now: the video queue at {down} cannot be reached"
+    )
     await (await app.dispatcher.submit(message("Hello there"), replier))
     assert replier.traces[-1]["character"] == "wren"  # the persona still answers
-    checks = await readiness(app, [])
+    checks = await app.readiness([])
     assert "cannot be reached" in checks["video queue"]
 
 

@@ -25,14 +25,16 @@ from transformers import AutoTokenizer, CLIPVisionConfig, CLIPVisionModel, Llama
 
 source, checkpoint, tower_config, out, question, max_new, *clips = sys.argv[1:]
 sys.path.insert(0, source)
-from valley.model.valley_model import ValleyLlamaForCausalLM
-from valley.util import config as tokens
-from valley.util.data_util import KeywordsStoppingCriteria, load_video
+from valley.model.valley_model import ValleyLlamaForCausalLM  # noqa: E402 (from the checkout put on sys.path above)
+from valley.util import config as tokens  # noqa: E402 (from the checkout put on sys.path above)
+from valley.util.data_util import KeywordsStoppingCriteria, load_video  # noqa: E402 (from the checkout put on sys.path above)
 
 # run_valley.py's DEFAULT_SYSTEM (the module imports peft at the top, so it is not imported here)
-SYSTEM = ("You are Valley, a large language and vision assistant trained by ByteDance. You are able to understand "
-          "the visual content or video that the user provides, and assist the user with a variety of tasks using "
-          "natural language. Follow the instructions carefully and explain your answers in detail.")
+SYSTEM = (
+    "You are Valley, a large language and vision assistant trained by ByteDance. You are able to understand "
+    "the visual content or video that the user provides, and assist the user with a variety of tasks using "
+    "natural language. Follow the instructions carefully and explain your answers in detail."
+)
 
 
 def model_folder(checkpoint: Path, tower_config: dict, work: Path) -> Path:
@@ -42,8 +44,10 @@ def model_folder(checkpoint: Path, tower_config: dict, work: Path) -> Path:
     for file in sorted(checkpoint.glob("*.safetensors")):
         state.update(load_file(str(file)))
     tower = CLIPVisionModel(CLIPVisionConfig(**tower_config))
-    tower.load_state_dict({k[len("model.vision_tower."):]: v for k, v in state.items()
-                           if k.startswith("model.vision_tower.")}, strict=False)
+    tower.load_state_dict(
+        {k[len("model.vision_tower.") :]: v for k, v in state.items() if k.startswith("model.vision_tower.")},
+        strict=False,
+    )
     tower.save_pretrained(work / "tower")
     folder = work / "valley"
     folder.mkdir()
@@ -60,9 +64,11 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=False)
     vision = model.get_model().vision_tower.config  # run_valley.py's init_vision_token
     vision.im_start_token, vision.im_end_token = tokenizer.convert_tokens_to_ids(
-        [tokens.DEFAULT_IM_START_TOKEN, tokens.DEFAULT_IM_END_TOKEN])
+        [tokens.DEFAULT_IM_START_TOKEN, tokens.DEFAULT_IM_END_TOKEN]
+    )
     vision.vi_start_token, vision.vi_end_token = tokenizer.convert_tokens_to_ids(
-        [tokens.DEFAULT_VI_START_TOKEN, tokens.DEFAULT_VI_END_TOKEN])
+        [tokens.DEFAULT_VI_START_TOKEN, tokens.DEFAULT_VI_END_TOKEN]
+    )
     vision.vi_frame_token = tokenizer.convert_tokens_to_ids(tokens.DEFAULT_VIDEO_FRAME_TOKEN)
     vision.im_patch_token = tokenizer.convert_tokens_to_ids([tokens.DEFAULT_IMAGE_PATCH_TOKEN])[0]
 
@@ -82,16 +88,24 @@ def main() -> None:
         images = load_video(clip).permute(1, 0, 2, 3).unsqueeze(0)
         stop = KeywordsStoppingCriteria(["###"], tokenizer, ids)
         with torch.no_grad():
-            output = model.generate(input_ids=ids, images=images, stopping_criteria=[stop], do_sample=False,
-                                    temperature=0.2, max_new_tokens=int(max_new))
-        generated = output[0, ids.shape[1]:].tolist()
+            output = model.generate(
+                input_ids=ids,
+                images=images,
+                stopping_criteria=[stop],
+                do_sample=False,
+                temperature=0.2,
+                max_new_tokens=int(max_new),
+            )
+        generated = output[0, ids.shape[1] :].tolist()
         answer = model.process_response(tokenizer.batch_decode([generated], skip_special_tokens=True))[0]
         start = ids[0].tolist().index(vision.im_start_token) + 1
         frames = ids[0].tolist().index(vision.vi_start_token) + 1
         t = images.shape[1]
         np.save(Path(out) / f"pixels{i}.npy", images[0].numpy())
-        np.save(Path(out) / f"rows{i}.npy", np.concatenate([seen["embeds"][start:start + 256],
-                                                            seen["embeds"][frames:frames + t]]))
+        np.save(
+            Path(out) / f"rows{i}.npy",
+            np.concatenate([seen["embeds"][start : start + 256], seen["embeds"][frames : frames + t]]),
+        )
         results.append({"clip": clip, "ids": ids[0].tolist(), "generated": generated, "answer": answer})
     (Path(out) / "original.json").write_text(json.dumps(results))
 

@@ -7,11 +7,15 @@ import itertools
 import json
 import signal
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, TextIO
+from typing import Any, TextIO
 
-from core.events import Actor, ConversationKey, Message
-from core.reply import SentRef
+from greenroom.core.adapter import SentRef
+from greenroom.core.config import ConsoleSection
+from greenroom.core.dispatch import Dispatcher
+from greenroom.core.events import Actor, ConversationKey, Message
+from greenroom.core.persona import PersonaEngine
 
 PLATFORM = "console"
 
@@ -42,7 +46,7 @@ class ConsoleReplier:
         if self.json_mode:
             return
         if text.startswith(before) and index == len(self.sent) - 1:
-            self.out.write(text[len(before):])
+            self.out.write(text[len(before) :])
         else:
             self.out.write("\n" + text)
         self.out.flush()
@@ -73,24 +77,35 @@ class ConsoleReplier:
 class Console:
     """One local user talking to the bot through the dispatcher."""
 
-    def __init__(self, app, user: str | None, json_mode: bool = False, out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        persona: PersonaEngine,
+        settle: Callable[[], Awaitable[None]],
+        settings: ConsoleSection,
+        user: str | None,
+        json_mode: bool = False,
+        out: TextIO | None = None,
+    ) -> None:
+        """``settle`` waits for background work a message started (link checks) before the next prompt."""
         out = out or sys.stdout
-        self.app = app
-        owner = app.config.console.user_id
-        self.author = Actor(PLATFORM, user or owner, user or "You")
+        self.dispatcher = dispatcher
+        self.persona = persona
+        self.settle = settle
+        self.author = Actor(PLATFORM, user or settings.user_id, user or "You")
         self.key = ConversationKey(PLATFORM, self.author.user_id)
-        self.replier = ConsoleReplier(out, json_mode, app.config.console.stream)
+        self.replier = ConsoleReplier(out, json_mode, settings.stream)
         self.out = out
         self._ids = itertools.count(1)
 
     async def say(self, text: str) -> None:
         """Send one message and wait until it has been answered."""
         message = Message(id=str(next(self._ids)), key=self.key, author=self.author, text=text, is_direct=True)
-        done = await self.app.dispatcher.submit(message, self.replier)
+        done = await self.dispatcher.submit(message, self.replier)
         try:
             if done is not None:
                 await done
-            await self.app.factcheck.idle()  # a link flag belongs before the next prompt
+            await self.settle()  # a link flag belongs before the next prompt
         finally:
             self.replier.flush_message()
 
@@ -105,14 +120,14 @@ class Console:
         busy = False
 
         def interrupt() -> None:
-            if busy and self.app.dispatcher.cancel(self.key):
+            if busy and self.dispatcher.cancel(self.key):
                 self.out.write("\n[interrupted: that reply was stopped and not saved]")
             else:
                 quit_now.set()
 
         loop.add_signal_handler(signal.SIGINT, interrupt)
         try:
-            greeting = self.app.persona.greeting(self.key, self.app.persona.role_name(self.author))
+            greeting = self.persona.greeting(self.key, self.persona.role_name(self.author))
             if greeting:
                 self.out.write(f"{greeting}\n")
             self.out.write("(Type a message; /help lists commands; Ctrl-D or Ctrl-C quits.)\n")
@@ -127,17 +142,22 @@ class Console:
             self.out.flush()
 
 
-async def _read_line(loop: asyncio.AbstractEventLoop, prompt: str, out: TextIO,
-                     stop: asyncio.Event) -> str | None:
+async def _read_line(loop: asyncio.AbstractEventLoop, prompt: str, out: TextIO, stop: asyncio.Event) -> str | None:
     """Read a line from stdin without blocking the loop; None at end of input or on Ctrl-C."""
     out.write(prompt)
     out.flush()
     fd = sys.stdin.fileno()
     got: asyncio.Future[str] = loop.create_future()
-    loop.add_reader(fd, lambda: got.done() or got.set_result(sys.stdin.readline()))
-    stopped = asyncio.ensure_future(stop.wait())
+
+    def readable() -> None:
+        if not got.done():
+            got.set_result(sys.stdin.readline())
+
+    loop.add_reader(fd, readable)
+    stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    waiting: list[asyncio.Future[Any]] = [got, stopped]
     try:
-        await asyncio.wait({got, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     finally:
         loop.remove_reader(fd)
         stopped.cancel()

@@ -8,24 +8,24 @@ import datetime as dt
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 os.environ.setdefault("PTB_TIMEDELTA", "1")  # RetryAfter.retry_after as a timedelta (PTB's future default)
 
-from telegram import BotCommand, Message as TgMessage, MessageEntity, ReplyParameters, Update  # noqa: E402
-from telegram.constants import ChatAction, ChatType, ParseMode  # noqa: E402
-from telegram.error import BadRequest, InvalidToken, RetryAfter  # noqa: E402
-from telegram.ext import Application, ContextTypes, MessageHandler, filters  # noqa: E402
+from telegram import BotCommand, MessageEntity, ReplyParameters, Update
+from telegram import Message as TgMessage
+from telegram.constants import ChatAction, ChatType, ParseMode
+from telegram.error import BadRequest, InvalidToken, RetryAfter
+from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
-from bots.common import AdapterError, command_menu, repeating  # noqa: E402
-from bots.telegram.html import to_html  # noqa: E402
-from core.config import TelegramSection, secret  # noqa: E402
-from core.events import Actor, Attachment, AttachmentKind, ConversationKey, Link, Message  # noqa: E402
-from core.reply import SentRef  # noqa: E402
-
-if TYPE_CHECKING:
-    from core.app import Greenroom
+from greenroom.bots.common import AdapterError, command_menu, platform_token, repeating
+from greenroom.bots.telegram.html import to_html
+from greenroom.core.adapter import SentRef
+from greenroom.core.config import TelegramSection, secret
+from greenroom.core.events import Actor, Attachment, AttachmentKind, ConversationKey, Link, Message
+from greenroom.core.plugins import AdapterHost
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +87,22 @@ class TelegramReplier:
 
     async def edit(self, ref: SentRef, text: str) -> None:
         try:
-            await call_with_retry(self.tg.get_bot().edit_message_text, text, chat_id=self.tg.chat_id,
-                                  message_id=int(ref.id))
+            await call_with_retry(
+                self.tg.get_bot().edit_message_text, text, chat_id=self.tg.chat_id, message_id=int(ref.id)
+            )
         except BadRequest as e:
             if "not modified" not in e.message.lower():
                 raise
 
     def address(self) -> dict[str, Any]:
         """Where to answer, for a worker in another process (`bots.remote`)."""
-        return {"platform": PLATFORM, "chat_id": self.tg.chat_id, "chat_type": self.tg.chat.type,
-                "message_id": self.tg.message_id,
-                "thread_id": self.tg.message_thread_id if self.tg.is_topic_message else None}
+        return {
+            "platform": PLATFORM,
+            "chat_id": self.tg.chat_id,
+            "chat_type": self.tg.chat.type,
+            "message_id": self.tg.message_id,
+            "thread_id": self.tg.message_thread_id if self.tg.is_topic_message else None,
+        }
 
     def typing(self):
         return repeating(lambda: self.tg.get_bot().send_chat_action(action=ChatAction.TYPING, **self._where()), 4.5)
@@ -107,12 +112,13 @@ class TelegramReplier:
 
 
 class TelegramAdapter:
-    """Polling or webhook intake for one bot token, feeding ``app.dispatcher``."""
+    """Polling or webhook intake for one bot token, feeding the dispatcher."""
 
     name = PLATFORM
 
-    def __init__(self, app: "Greenroom", settings: TelegramSection, token: str) -> None:
-        self.app = app
+    def __init__(self, host: AdapterHost, settings: TelegramSection, token: str) -> None:
+        self.dispatcher = host.dispatcher
+        self.commands = host.commands
         self.settings = settings
         self.limit = int(settings.max_download_mb * 1_000_000)
         self.limit_note = "the bot's configured limit"
@@ -134,15 +140,21 @@ class TelegramAdapter:
         except InvalidToken:
             raise AdapterError(f"telegram: the token in {self.settings.token_env} was rejected") from None
         bot = self.application.bot
-        await bot.set_my_commands([BotCommand(n, d) for n, d in command_menu(self.app.commands, 256)])
+        await bot.set_my_commands([BotCommand(n, d) for n, d in command_menu(self.commands, 256)])
         await self.application.start()
         self.accepting = True
+        updater = self.application.updater
+        assert updater is not None  # built with one
         if self.settings.webhook_url:
-            await self.application.updater.start_webhook(
-                listen=self.settings.listen, port=self.settings.port, url_path=self._webhook_path(),
-                webhook_url=self.settings.webhook_url, secret_token=secret(self.settings.secret_token_env))
+            await updater.start_webhook(
+                listen=self.settings.listen,
+                port=self.settings.port,
+                url_path=self._webhook_path(),
+                webhook_url=self.settings.webhook_url,
+                secret_token=secret(self.settings.secret_token_env),
+            )
         else:
-            await self.application.updater.start_polling(poll_interval=0, timeout=self.settings.poll_timeout)
+            await updater.start_polling(poll_interval=0, timeout=self.settings.poll_timeout)
         log.info("telegram: @%s is %s", bot.username, "on a webhook" if self.settings.webhook_url else "polling")
 
     def _webhook_path(self) -> str:
@@ -169,10 +181,17 @@ class TelegramAdapter:
     # -- incoming ------------------------------------------------------------------------------
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         tg = update.message
-        if tg is None or tg.from_user is None or not self.accepting:
+        if tg is None or tg.from_user is None or not self.accepting or self._for_another_bot(tg):
             return
         message = await self.to_message(tg)
-        await self.app.dispatcher.submit(message, TelegramReplier(tg, self.settings))
+        await self.dispatcher.submit(message, TelegramReplier(tg, self.settings))
+
+    def _for_another_bot(self, tg: TgMessage) -> bool:
+        """A command addressed to another bot in a group (`/start@otherbot`): not ours to answer."""
+        text = tg.text or tg.caption or ""
+        head = text.split(maxsplit=1)[0] if text.startswith("/") else ""
+        _, at, name = head.partition("@")
+        return bool(at) and name.lower() != (self.application.bot.username or "").lower()
 
     async def to_message(self, tg: TgMessage) -> Message:
         """The neutral form of a Telegram message."""
@@ -180,39 +199,75 @@ class TelegramAdapter:
         text = tg.text or tg.caption or ""
         entities = tg.parse_entities() if tg.text else tg.parse_caption_entities()
         handle = f"@{bot.username}".lower()
-        mentions_bot = any((e.type == MessageEntity.MENTION and t.lower() == handle)
-                           or (e.type == MessageEntity.TEXT_MENTION and e.user and e.user.id == bot.id)
-                           for e, t in entities.items())
+        mentions_bot = any(
+            (e.type == MessageEntity.MENTION and t.lower() == handle)
+            or (e.type == MessageEntity.TEXT_MENTION and e.user and e.user.id == bot.id)
+            for e, t in entities.items()
+        )
         if text.lower().startswith(handle):
-            text = text[len(handle):].lstrip(" ,:")
-        links = [Link(e.url if e.type == MessageEntity.TEXT_LINK else t, "entity")
-                 for e, t in entities.items() if e.type in (MessageEntity.URL, MessageEntity.TEXT_LINK)]
+            text = text[len(handle) :].lstrip(" ,:")
+        links = [
+            Link((e.url or t) if e.type == MessageEntity.TEXT_LINK else t, "entity")
+            for e, t in entities.items()
+            if e.type in (MessageEntity.URL, MessageEntity.TEXT_LINK)
+        ]
         reply = tg.reply_to_message
-        is_reply_to_bot = (reply is not None and reply.from_user is not None and reply.from_user.id == bot.id
-                           and reply.forum_topic_created is None)
+        is_reply_to_bot = (
+            reply is not None
+            and reply.from_user is not None
+            and reply.from_user.id == bot.id
+            and reply.forum_topic_created is None
+        )
         is_direct = tg.chat.type == ChatType.PRIVATE
         user = tg.from_user
         assert user is not None
-        author = Actor(PLATFORM, str(user.id), user.full_name, user.is_bot,
-                       is_platform_admin=not is_direct and text.startswith("/") and await self._is_admin(tg))
+        author = Actor(
+            PLATFORM,
+            str(user.id),
+            user.full_name,
+            user.is_bot,
+            is_platform_admin=not is_direct and text.startswith("/") and await self._is_admin(tg),
+        )
         thread = str(tg.message_thread_id) if tg.is_topic_message and tg.message_thread_id else None
-        return Message(id=str(tg.message_id), key=ConversationKey(PLATFORM, str(tg.chat_id), thread), author=author,
-                       text=text, attachments=tuple(self._attachments(tg)), links=tuple(dict.fromkeys(links)),
-                       reply_to_id=str(reply.message_id) if reply else None, mentions_bot=mentions_bot,
-                       is_direct=is_direct, is_reply_to_bot=is_reply_to_bot, raw=tg)
+        return Message(
+            id=str(tg.message_id),
+            key=ConversationKey(PLATFORM, str(tg.chat_id), thread),
+            author=author,
+            text=text,
+            attachments=tuple(self._attachments(tg)),
+            links=tuple(dict.fromkeys(links)),
+            reply_to_id=str(reply.message_id) if reply else None,
+            mentions_bot=mentions_bot,
+            is_direct=is_direct,
+            is_reply_to_bot=is_reply_to_bot,
+            raw=tg,
+        )
 
     def _attachments(self, tg: TgMessage) -> list[Attachment]:
         found = []
-        for media, kind in ((tg.video, AttachmentKind.VIDEO), (tg.animation, AttachmentKind.VIDEO),
-                            (tg.video_note, AttachmentKind.VIDEO), (tg.document, AttachmentKind.FILE)):
+        for media, kind in (
+            (tg.video, AttachmentKind.VIDEO),
+            (tg.animation, AttachmentKind.VIDEO),
+            (tg.video_note, AttachmentKind.VIDEO),
+            (tg.document, AttachmentKind.FILE),
+        ):
             if media is None:
                 continue
             mime = getattr(media, "mime_type", None) or ("video/mp4" if kind is AttachmentKind.VIDEO else "")
             if kind is AttachmentKind.FILE and mime.startswith("video/"):
                 kind = AttachmentKind.VIDEO
             filename = getattr(media, "file_name", None) or f"{kind.value}-{tg.message_id}"
-            found.append(Attachment(kind, filename, media.file_size or 0, self.limit, self.limit_note, mime,
-                                    fetch=self._fetcher(media.file_id)))
+            found.append(
+                Attachment(
+                    kind,
+                    filename,
+                    media.file_size or 0,
+                    self.limit,
+                    self.limit_note,
+                    mime,
+                    fetch=self._fetcher(media.file_id),
+                )
+            )
             if kind is AttachmentKind.VIDEO:
                 break  # an animation also carries its document: one attachment per file
         return found
@@ -221,6 +276,7 @@ class TelegramAdapter:
         async def fetch() -> bytes:
             file = await self.application.bot.get_file(file_id)
             return bytes(await file.download_as_bytearray())
+
         return fetch
 
     async def _is_admin(self, tg: TgMessage) -> bool:
@@ -232,3 +288,9 @@ class TelegramAdapter:
             cached = (now + ADMIN_CACHE_SECONDS, frozenset(m.user.id for m in members))
             self._admins[tg.chat_id] = cached
         return tg.from_user is not None and tg.from_user.id in cached[1]
+
+
+def plugin(host: AdapterHost) -> TelegramAdapter | None:
+    """The ``greenroom.adapters`` entry point: Telegram, when its token is set."""
+    token = platform_token(PLATFORM, host.config.telegram)
+    return TelegramAdapter(host, host.config.telegram, token) if token else None

@@ -12,10 +12,13 @@ INLINE = re.compile(r"`([^`\n]+)`|\*\*([^*\n]+)\*\*")
 def _inline(text: str) -> str:
     out, at = [], 0
     for m in INLINE.finditer(text):
-        out.append(html.escape(text[at:m.start()], quote=False))
+        out.append(html.escape(text[at : m.start()], quote=False))
         code, bold = m.groups()
-        out.append(f"<code>{html.escape(code, quote=False)}</code>" if code is not None
-                   else f"<b>{html.escape(bold, quote=False)}</b>")
+        out.append(
+            f"<code>{html.escape(code, quote=False)}</code>"
+            if code is not None
+            else f"<b>{html.escape(bold, quote=False)}</b>"
+        )
         at = m.end()
     out.append(html.escape(text[at:], quote=False))
     return "".join(out)
@@ -25,7 +28,7 @@ def to_html(text: str) -> str:
     """Telegram HTML for ``text``; an unclosed fence (a reply still streaming) stays literal."""
     out, at = [], 0
     for m in FENCE.finditer(text):
-        out.append(_inline(text[at:m.start()]))
+        out.append(_inline(text[at : m.start()]))
         lang, body = m.groups()
         attr = f' class="language-{lang}"' if lang else ""
         out.append(f"<pre><code{attr}>{html.escape(body.rstrip(chr(10)), quote=False)}</code></pre>")

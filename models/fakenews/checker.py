@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Protocol
 
-from memory.verdicts import VerdictCache
-from models.fakenews.data import DataError
-from models.fakenews.detector import Detector
-from models.fakenews.extract import ExtractError, extract
-from models.fakenews.fetch import ARTICLE_TYPES, FetchError, SafeFetcher, check_url
+from greenroom.models.fakenews.data import DataError
+from greenroom.models.fakenews.extract import ExtractError, extract
+from greenroom.models.fakenews.fetch import ARTICLE_TYPES, FetchError, SafeFetcher, check_url
+from greenroom.models.fakenews.score import Detector
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,14 @@ def normalise(raw: str, allow: frozenset[str] = frozenset()) -> str:
     url = check_url(raw, allow)
     query = [(k, v) for k, v in url.query.items() if not k.lower().startswith(TRACKING)]
     return str(url.with_query(query or None))
+
+
+class VerdictStore(Protocol):
+    """Where verdicts are kept between checks (`memory.verdicts.VerdictCache`)."""
+
+    def get(self, url: str) -> dict | None: ...
+
+    def put(self, url: str, verdict: dict) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -42,8 +50,9 @@ class Verdict:
 class LinkChecker:
     """Fetch + extract + detect for one URL; the detector is built on first use."""
 
-    def __init__(self, fetcher: SafeFetcher, detector: Callable[[], Detector], cache: VerdictCache,
-                 threshold: float) -> None:
+    def __init__(
+        self, fetcher: SafeFetcher, detector: Callable[[], Detector], cache: VerdictStore, threshold: float
+    ) -> None:
         self.fetcher = fetcher
         self._make_detector = detector
         self._detector: Detector | None = None
@@ -88,5 +97,10 @@ class LinkChecker:
         except (FetchError, ExtractError, DataError) as e:
             log.info("link check of %s: %s", url, e)
             return Verdict(url, "error", error=str(e))
-        return Verdict(url, "fake" if score.p_fake >= self.threshold else "real", round(score.p_fake, 4),
-                       None if score.p_machine is None else round(score.p_machine, 4), article.title)
+        return Verdict(
+            url,
+            "fake" if score.p_fake >= self.threshold else "real",
+            round(score.p_fake, 4),
+            None if score.p_machine is None else round(score.p_machine, 4),
+            article.title,
+        )

@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from greenroom.errors import UserError
 
 SUBCLASSES = ("HR", "HF", "MR", "MF")
 PHASES = {  # phase -> (default machine share, allowed range); see `mix_weights`
@@ -20,11 +23,17 @@ PHASES = {  # phase -> (default machine share, allowed range); see `mix_weights`
     "transitional": (0.5, (0.0, 1.0)),
     "machine-dominance": (1.0, (0.5, 1.0)),
 }
-SWEEP = (("human-legacy", 0.0), ("transitional", 0.25), ("transitional", 0.5), ("transitional", 0.67),
-         ("machine-dominance", 0.75), ("machine-dominance", 1.0))
+SWEEP = (
+    ("human-legacy", 0.0),
+    ("transitional", 0.25),
+    ("transitional", 0.5),
+    ("transitional", 0.67),
+    ("machine-dominance", 0.75),
+    ("machine-dominance", 1.0),
+)
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A data file or training request that cannot be used, in words."""
 
 
@@ -93,8 +102,14 @@ def _record(row: dict, uid: str, subclass: str) -> Record:
     if subclass not in SUBCLASSES:
         raise KeyError(f"subclass {subclass!r}")
     article_id = str(row["id"])
-    return Record(uid, article_id, subclass, str(row.get("title") or ""), str(row["text"]),
-                  str(row.get("split") or grouped_split(article_id)))
+    return Record(
+        uid,
+        article_id,
+        subclass,
+        str(row.get("title") or ""),
+        str(row["text"]),
+        str(row.get("split") or grouped_split(article_id)),
+    )
 
 
 def clean(records: list[Record]) -> list[Record]:
@@ -113,7 +128,7 @@ def clean(records: list[Record]) -> list[Record]:
     return out
 
 
-def counts(records: list[Record]) -> dict[str, int]:
+def counts(records: Sequence[Record]) -> dict[str, int]:
     found = Counter(r.subclass for r in records)
     return {s: found.get(s, 0) for s in SUBCLASSES}
 
@@ -143,7 +158,7 @@ def mix_weights(records: list[Record], phase: str, share: float | None = None) -
     target = {"HF": 1 - share, "MF": share, "HR": 1 - share, "MR": share}
     missing = [s for s, t in target.items() if t > 0 and have[s] == 0]
     if missing:
-        raise DataError(f"the {phase} mix at machine share {share:g} needs {', '.join(missing)} records; "
-                        f"the data has {have}")
-    return [target[r.subclass] / have[r.subclass] * len(records) / 2 if target[r.subclass] else 0.0
-            for r in records]
+        raise DataError(
+            f"the {phase} mix at machine share {share:g} needs {', '.join(missing)} records; the data has {have}"
+        )
+    return [target[r.subclass] / have[r.subclass] * len(records) / 2 if target[r.subclass] else 0.0 for r in records]

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import lxml.html
 from lxml.etree import ParserError
 
-from models.fakenews.fetch import Fetched
+from greenroom.errors import UserError
+from greenroom.models.fakenews.fetch import Fetched
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.I)
 NOT_AN_ARTICLE = "could not read an article here"
 
 
-class ExtractError(Exception):
+class ExtractError(UserError):
     """A page without a readable article."""
 
 
@@ -119,8 +120,9 @@ def _opengraph(html: str, url: str) -> Article | None:
         tree = lxml.html.fromstring(html)
     except ParserError:
         return None
-    meta = {(m.get("property") or m.get("name") or "").lower(): (m.get("content") or "").strip()
-            for m in tree.iter("meta")}
+    meta = {
+        (m.get("property") or m.get("name") or "").lower(): (m.get("content") or "").strip() for m in tree.iter("meta")
+    }
     title = meta.get("og:title") or (tree.findtext(".//title") or "").strip()
     text = meta.get("og:description") or meta.get("description") or ""
     return Article(title, text, url, "og:description")

@@ -14,19 +14,30 @@ import asyncio
 import ipaddress
 import re
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from greenroom.errors import UserError
+
 MAX_URL = 2048
 MAX_REDIRECTS = 5
 PORTS = {"http": 80, "https": 443}
 USER_AGENT = "Greenroom/0.1 (link check; +https://pypi.org/project/greenroom)"
-METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
-                            "instance-data.ec2.internal", "metadata.azure.internal", "metadata.platformequinix.com"})
+METADATA_NAMES = frozenset(
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.azure.internal",
+        "metadata.platformequinix.com",
+    }
+)
 ARTICLE_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 CGNAT = ipaddress.ip_network("100.64.0.0/10")
@@ -36,7 +47,7 @@ NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 COMPATIBLE = ipaddress.ip_network("::/96")
 
 
-class FetchError(Exception):
+class FetchError(UserError):
     """A URL that was not fetched, and why, in words for the chat."""
 
 
@@ -56,7 +67,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
         return ip.sixtofour
     if ip.teredo:
         return ip.teredo[1]
-    if ip in NAT64 or ip in COMPATIBLE and int(ip) > 1:
+    if ip in NAT64 or (ip in COMPATIBLE and int(ip) > 1):
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
@@ -69,11 +80,17 @@ def refusal(ip: IPAddress) -> str | None:
         if (inner := _embedded_ipv4(ip)) is not None:
             reason = refusal(inner)
             return f"{reason} (embedded in IPv6)" if reason else None
-    checks = (("unspecified", ip.is_unspecified), ("loopback", ip.is_loopback), ("link-local", ip.is_link_local),
-              ("multicast", ip.is_multicast),
-              ("carrier-grade NAT", isinstance(ip, ipaddress.IPv4Address) and ip in CGNAT),
-              ("this-network", isinstance(ip, ipaddress.IPv4Address) and ip in THIS_NETWORK),
-              ("reserved", ip.is_reserved), ("private", ip.is_private), ("non-public", not ip.is_global))
+    checks = (
+        ("unspecified", ip.is_unspecified),
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("carrier-grade NAT", isinstance(ip, ipaddress.IPv4Address) and ip in CGNAT),
+        ("this-network", isinstance(ip, ipaddress.IPv4Address) and ip in THIS_NETWORK),
+        ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
+        ("non-public", not ip.is_global),
+    )
     return next((name for name, hit in checks if hit), None)
 
 
@@ -87,8 +104,9 @@ class CheckedResolver(AbstractResolver):
     def __init__(self, allow: frozenset[str]) -> None:
         self.allow = allow
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_UNSPEC
-                      ) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[ResolveResult]:
         if host.lower().rstrip(".") in METADATA_NAMES:
             raise FetchError(f"{host} is a cloud metadata name")
         try:
@@ -100,8 +118,11 @@ class CheckedResolver(AbstractResolver):
             ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
             if not _allowed(self.allow, host, port) and (reason := refusal(ip)):
                 raise FetchError(f"{host} resolves to {ip}, a {reason} address")
-            results.append(ResolveResult(hostname=host, host=str(ip), port=port, family=fam, proto=proto,
-                                         flags=socket.AI_NUMERICHOST))
+            results.append(
+                ResolveResult(
+                    hostname=host, host=str(ip), port=port, family=fam, proto=proto, flags=socket.AI_NUMERICHOST
+                )
+            )
         if not results:
             raise FetchError(f"{host} does not resolve")
         return results
@@ -172,9 +193,12 @@ class SafeFetcher:
 
     async def _get(self, raw_url: str, content_types: tuple[str, ...]) -> Fetched:
         connector = aiohttp.TCPConnector(resolver=CheckedResolver(self.allow), use_dns_cache=False)
-        async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
-                                         headers={"User-Agent": USER_AGENT, "Accept": ", ".join(content_types)}
-                                         ) as session:
+        async with aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+            headers={"User-Agent": USER_AGENT, "Accept": ", ".join(content_types)},
+        ) as session:
             url = check_url(raw_url, self.allow)
             for _ in range(MAX_REDIRECTS + 1):
                 async with session.get(url, allow_redirects=False) as response:

@@ -11,17 +11,26 @@ from __future__ import annotations
 
 import os
 import threading
-from functools import lru_cache
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from functools import lru_cache
+from typing import Any, Protocol
 
-from models.files import ModelFileError, resolve_model_path, verified
+from greenroom.errors import UserError
+from greenroom.models.files import ModelFileError, resolve_model_path, verified
 
 Messages = list[dict[str, str]]
 
 
-class LLMUnavailable(Exception):
-    """An inference server that did not answer; worded for the log and the admin."""
+class LLMUnavailable(UserError):
+    """An inference server that did not answer: users read a short line, the log and the admin
+    the ``detail`` (where the server is and what it said)."""
+
+    log_level = 30  # logging.WARNING
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("I can't reach my language model right now; please try again in a minute.")
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -45,9 +54,13 @@ class Generation:
 
 
 class LLM(Protocol):
+    """A language model. ``stream`` is not safe to call from more threads than ``slots`` at once:
+    callers hold the one model throttle (`core.persona`), sized by ``slots``."""
+
     name: str
     n_ctx: int
     tokenizer_id: str
+    slots: int
 
     def count_tokens(self, text: str) -> int: ...
 
@@ -68,8 +81,9 @@ class LlamaCppLLM:
         verified(path, sha256)
         try:
             # llama-cpp-python defaults to half the cores; generation here is compute-bound, use them all.
-            self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), seed=seed,
-                               verbose=False)
+            self.llama = Llama(
+                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), seed=seed, verbose=False
+            )
         except (ValueError, RuntimeError) as e:
             raise ModelFileError(f"{path}: llama.cpp could not load it (corrupt or unsupported GGUF: {e})") from None
         self.name = path.stem
@@ -81,20 +95,23 @@ class LlamaCppLLM:
         eos = self.llama.token_eos()
         bos = self.llama.token_bos()
         vocab = self.llama._model
-        self.formatter = Jinja2ChatFormatter(template=template, eos_token=vocab.token_get_text(eos),
-                                             bos_token=vocab.token_get_text(bos) if bos != -1 else "",
-                                             stop_token_ids=[eos])
-        self._lock = threading.Lock()  # one llama.cpp context: one generation at a time
+        self.formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=vocab.token_get_text(eos),
+            bos_token=vocab.token_get_text(bos) if bos != -1 else "",
+            stop_token_ids=[eos],
+        )
+        self.slots = 1  # one llama.cpp context: one generation at a time
+        # prompts repeat the same persona, stories and history every turn
+        self.count_tokens = lru_cache(maxsize=16384)(self._count_tokens)
 
-    @lru_cache(maxsize=16384)  # prompts repeat the same persona, stories and history every turn
-    def count_tokens(self, text: str) -> int:
+    def _count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def prompt_tokens(self, messages: Messages) -> tuple[list[int], list[str]]:
         """The templated prompt as tokens, and the template's own stop strings."""
-        rendered = self.formatter(messages=messages)
-        tokens = self.llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
-                                     special=True)
+        rendered = self.formatter(messages=messages)  # type: ignore[arg-type]  # plain role/content dicts
+        tokens = self.llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
         stops = [rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop or [])
         return tokens, stops
 
@@ -104,21 +121,27 @@ class LlamaCppLLM:
         budget = min(sampling.max_tokens, self.n_ctx - len(tokens))
         if budget <= 0:
             raise ValueError(f"the prompt ({len(tokens)} tokens) leaves no room in the {self.n_ctx}-token context")
-        with self._lock:
-            chunks = self.llama.create_completion(
-                prompt=tokens, max_tokens=budget, temperature=sampling.temperature, top_p=sampling.top_p,
-                repeat_penalty=sampling.repeat_penalty, stop=[*template_stops, *sampling.stop],
-                seed=sampling.seed, stream=True)
-            try:
-                for chunk in chunks:
-                    choice = chunk["choices"][0]
-                    if choice.get("text"):
-                        gen.completion_tokens += 1
-                        yield choice["text"]
-                    if choice.get("finish_reason"):
-                        gen.finish_reason = choice["finish_reason"]
-                    if gen.cancel.is_set():
-                        gen.finish_reason = "cancelled"
-                        break
-            finally:
-                chunks.close()
+        chunks = self.llama.create_completion(
+            prompt=tokens,
+            max_tokens=budget,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            repeat_penalty=sampling.repeat_penalty,
+            stop=[*template_stops, *sampling.stop],
+            seed=sampling.seed,
+            stream=True,
+        )
+        assert isinstance(chunks, Iterator)  # stream=True
+        try:
+            for chunk in chunks:
+                choice: dict[str, Any] = dict(chunk["choices"][0])
+                if choice.get("text"):
+                    gen.completion_tokens += 1
+                    yield choice["text"]
+                if choice.get("finish_reason"):
+                    gen.finish_reason = choice["finish_reason"]
+                if gen.cancel.is_set():
+                    gen.finish_reason = "cancelled"
+                    break
+        finally:
+            chunks.close()  # type: ignore[attr-defined]  # a generator

@@ -2,23 +2,22 @@
 
 Chat completions with streaming over server-sent events, stop sequences, timeouts, retries
 with backoff on 429/5xx and refused connections (before the first token only: a reply is
-never sent twice), an API key from the environment, and a cap on requests in flight that
-matches the server's slots. Token counts for prompt budgets come from a local tokenizer of the
-same model (a GGUF read vocabulary-only), as the server's own tokenizer is not reachable
+never sent twice), an API key from the environment, and ``slots``: how many requests the server
+takes at once (the caller's model throttle honours it). Token counts for prompt budgets come from
+a local tokenizer of the same model (a GGUF read vocabulary-only), as the server's own tokenizer is not reachable
 through the OpenAI API.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 
-from models.files import ModelFileError, resolve_model_path
-from models.llm import Generation, LLMUnavailable, Messages, Sampling
+from greenroom.models.files import ModelFileError, resolve_model_path
+from greenroom.models.llm import Generation, LLMUnavailable, Messages, Sampling
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 TEMPLATE_TOKENS = 5  # ChatML: <|im_start|>, the role, a newline, <|im_end|>, a newline
@@ -27,12 +26,22 @@ TEMPLATE_TOKENS = 5  # ChatML: <|im_start|>, the role, a newline, <|im_end|>, a 
 class OpenAIChatLLM:
     """Chat completions from a server at ``base_url`` (``.../v1``)."""
 
-    def __init__(self, base_url: str, model: str, tokenizer: str, api_key: str = "", n_ctx: int = 2048,
-                 timeout: float = 60.0, retries: int = 3, backoff: float = 0.5, slots: int = 1) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        tokenizer: str,
+        api_key: str = "",
+        n_ctx: int = 2048,
+        timeout: float = 60.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        slots: int = 1,
+    ) -> None:
         from llama_cpp import Llama
 
         if not base_url:
-            raise ModelFileError("llm.backend is \"openai\" but llm.base_url is empty (the server's .../v1 address)")
+            raise ModelFileError('llm.backend is "openai" but llm.base_url is empty (the server\'s .../v1 address)')
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.name = model
@@ -45,10 +54,11 @@ class OpenAIChatLLM:
             raise ModelFileError(f"{tokenizer}: cannot read its tokenizer ({e})") from None
         self.retries = retries
         self.backoff = backoff
-        self._slots = threading.BoundedSemaphore(slots)
+        self.slots = slots  # the caller's model throttle lets this many requests run at once
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=self.base_url, headers=headers,
-                                    timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+        self._client = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        )
 
     def ping(self, timeout: float = 3.0) -> None:
         """Raise LLMUnavailable unless the server answers ``GET /models`` (readiness)."""
@@ -63,38 +73,47 @@ class OpenAIChatLLM:
         return len(self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def stream(self, messages: Messages, sampling: Sampling, gen: Generation) -> Iterator[str]:
-        body = {"model": self.model, "messages": messages, "stream": True, "max_tokens": sampling.max_tokens,
-                "temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed,
-                "stream_options": {"include_usage": True}}
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "stream": True,
+            "max_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "seed": sampling.seed,
+            "stream_options": {"include_usage": True},
+        }
         if sampling.stop:
             body["stop"] = list(sampling.stop)[:4]  # the OpenAI API takes at most four
         # until the server reports usage: the messages plus a chat template's few tokens each
         gen.prompt_tokens = sum(self.count_tokens(m["content"]) + TEMPLATE_TOKENS for m in messages)
-        with self._slots:
-            for attempt in range(self.retries + 1):
-                try:
-                    with self._client.stream("POST", "/chat/completions", json=body) as response:
-                        if response.status_code in RETRY_STATUS and attempt < self.retries:
-                            time.sleep(self._wait(response, attempt))
-                            continue
-                        if response.status_code != 200:
-                            response.read()
-                            raise LLMUnavailable(f"the language model server at {self.base_url} answered "
-                                                 f"{response.status_code}: {response.text[:200]}")
-                        yield from self._events(response, gen)
-                        return
-                except (httpx.ConnectError, httpx.ConnectTimeout) as e:
-                    if attempt < self.retries:
-                        time.sleep(self.backoff * 2 ** attempt)
+        for attempt in range(self.retries + 1):
+            try:
+                with self._client.stream("POST", "/chat/completions", json=body) as response:
+                    if response.status_code in RETRY_STATUS and attempt < self.retries:
+                        time.sleep(self._wait(response, attempt))
                         continue
-                    raise LLMUnavailable(f"the language model server at {self.base_url} is not answering ({e})")
-                except httpx.ReadTimeout:
-                    raise LLMUnavailable(f"the language model server at {self.base_url} is too slow (no answer "
-                                         f"within the timeout)") from None
+                    if response.status_code != 200:
+                        response.read()
+                        raise LLMUnavailable(
+                            f"the language model server at {self.base_url} answered "
+                            f"{response.status_code}: {response.text[:200]}"
+                        )
+                    yield from self._events(response, gen)
+                    return
+            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+                if attempt < self.retries:
+                    time.sleep(self.backoff * 2**attempt)
+                    continue
+                raise LLMUnavailable(f"the language model server at {self.base_url} is not answering ({e})") from None
+            except httpx.ReadTimeout:
+                raise LLMUnavailable(
+                    f"the language model server at {self.base_url} is too slow (no answer within the timeout)"
+                ) from None
 
     def _wait(self, response: httpx.Response, attempt: int) -> float:
         after = response.headers.get("retry-after", "")
-        return float(after) if after.replace(".", "", 1).isdigit() else self.backoff * 2 ** attempt
+        return float(after) if after.replace(".", "", 1).isdigit() else self.backoff * 2**attempt
 
     @staticmethod
     def _events(response: httpx.Response, gen: Generation) -> Iterator[str]:

@@ -6,19 +6,24 @@ and a LLaMA tokenizer with ``added_tokens.json``. Read without ``trust_remote_co
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from safetensors import safe_open
 from transformers import LlamaConfig, LlamaTokenizer, PreTrainedTokenizerBase
 
-from models.valley.errors import CheckpointError
+from greenroom.models.valley.errors import CheckpointError
 
 VISION_PREFIX = "model.vision_tower.vision_model."
 PROJECTOR_PREFIX = "model.mm_projector."
-TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "added_tokens.json")
+TOKENIZER_FILES = (
+    "tokenizer.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
 _DROPPED = ("rotary_emb.inv_freq",)  # buffers old transformers saved; not weights
 
 
@@ -66,7 +71,7 @@ class Shards:
 
     def group(self, prefix: str) -> dict[str, torch.Tensor]:
         """Every tensor under ``prefix``, with the prefix removed."""
-        return {n[len(prefix):]: self.get(n) for n in self._where if n.startswith(prefix)}
+        return {n[len(prefix) :]: self.get(n) for n in self._where if n.startswith(prefix)}
 
     def language(self) -> Iterator[tuple[str, torch.Tensor]]:
         """The LLaMA tensors (everything but the tower and the projector), one at a time."""
@@ -81,8 +86,10 @@ def read_config(folder: Path) -> dict:
         raise CheckpointError(f"{folder}: no config.json; is this a Valley checkpoint folder?")
     config = json.loads(path.read_text(encoding="utf-8"))
     if str(config.get("model_type", "")).lower() != "valley" or "mm_hidden_size" not in config:
-        raise CheckpointError(f"{folder}: config.json is not a Valley v1 config (model_type "
-                              f"'{config.get('model_type')}', expected 'valley' with mm_hidden_size)")
+        raise CheckpointError(
+            f"{folder}: config.json is not a Valley v1 config (model_type "
+            f"'{config.get('model_type')}', expected 'valley' with mm_hidden_size)"
+        )
     return config
 
 

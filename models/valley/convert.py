@@ -17,17 +17,32 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from models.valley.checkpoint import (PROJECTOR_PREFIX, TOKENIZER_FILES, VISION_PREFIX, Shards,
-                                      default_template, load_tokenizer, read_config)
-from models.valley.errors import CheckpointError
-from models.valley.prompt import IM_END, IM_PATCH, IM_START, VI_END, VI_FRAME, VI_START
-from models.valley.vision import layers_used, stored_layers
+from greenroom.models.valley.checkpoint import (
+    PROJECTOR_PREFIX,
+    TOKENIZER_FILES,
+    VISION_PREFIX,
+    Shards,
+    default_template,
+    load_tokenizer,
+    read_config,
+)
+from greenroom.models.valley.errors import CheckpointError
+from greenroom.models.valley.prompt import IM_END, IM_PATCH, IM_START, VI_END, VI_FRAME, VI_START
+from greenroom.models.valley.vision import layers_used, stored_layers
 
 VISUAL_TOKENS = (IM_START, IM_PATCH, IM_END, VI_START, VI_FRAME, VI_END)
 OUT_TYPES = {"f32": (np.float32, gguf.LlamaFileType.ALL_F32), "f16": (np.float16, gguf.LlamaFileType.MOSTLY_F16)}
-_BLOCK = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
-          "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
-          "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+_BLOCK = {
+    "input_layernorm": "attn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "post_attention_layernorm": "ffn_norm",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
 
 
 def apply_delta(base: Path, delta: Path, out: Path) -> int:
@@ -56,7 +71,7 @@ def apply_delta(base: Path, delta: Path, out: Path) -> int:
             if add.shape == tensor.shape:
                 tensor += add.to(tensor.dtype)
             elif add.dim() == 2 and add.shape[1] == tensor.shape[1] and add.shape[0] < tensor.shape[0]:
-                tensor[:add.shape[0]] += add.to(tensor.dtype)  # the added tokens' rows are stored in full
+                tensor[: add.shape[0]] += add.to(tensor.dtype)  # the added tokens' rows are stored in full
             else:
                 raise CheckpointError(f"{name}: base shape {tuple(add.shape)} does not fit delta {tuple(tensor.shape)}")
         shard[name] = tensor.contiguous()
@@ -81,20 +96,31 @@ def convert(checkpoint: Path, out: Path, outtype: str = "f16") -> dict:
     if not vision or not shards.group(PROJECTOR_PREFIX):
         raise CheckpointError(f"{checkpoint}: no model.vision_tower.vision_model.* or model.mm_projector.* weights")
     used = layers_used(stored_layers(list(vision)), config.get("mm_vision_select_layer", -2))
-    vision = {k: v.contiguous() for k, v in vision.items()
-              if not k.startswith("post_layernorm") and not _layer_at_or_after(k, used)}
+    vision = {
+        k: v.contiguous()
+        for k, v in vision.items()
+        if not k.startswith("post_layernorm") and not _layer_at_or_after(k, used)
+    }
     save_file(vision, str(out / "vision.safetensors"))
-    save_file({k: v.contiguous() for k, v in shards.group(PROJECTOR_PREFIX).items()},
-              str(out / "projector.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in shards.group(PROJECTOR_PREFIX).items()}, str(out / "projector.safetensors")
+    )
     for file in TOKENIZER_FILES:
         if (checkpoint / file).exists():
             shutil.copy2(checkpoint / file, out / file)
-    ids = dict(zip(VISUAL_TOKENS, tokenizer.convert_tokens_to_ids(list(VISUAL_TOKENS))))
+    token_ids: list[int] = tokenizer.convert_tokens_to_ids(list(VISUAL_TOKENS))  # type: ignore[assignment]
+    ids = dict(zip(VISUAL_TOKENS, token_ids, strict=True))
     write_gguf(shards, config, checkpoint, out / "language.gguf", outtype)
     check_gguf(out / "language.gguf", ids, config["vocab_size"])
-    meta = {"format": "greenroom-valley-cpu/1", "vision_layers": used, "hidden_size": config["hidden_size"],
-            "template": default_template(config), "token_ids": ids, "n_ctx": config.get("max_position_embeddings", 2048),
-            "source": str(checkpoint)}
+    meta = {
+        "format": "greenroom-valley-cpu/1",
+        "vision_layers": used,
+        "hidden_size": config["hidden_size"],
+        "template": default_template(config),
+        "token_ids": ids,
+        "n_ctx": config.get("max_position_embeddings", 2048),
+        "source": str(checkpoint),
+    }
     (out / "valley.json").write_text(json.dumps(meta, indent=2))
     return meta
 
@@ -142,8 +168,11 @@ def write_gguf(shards: Shards, config: dict, tokenizer_dir: Path, path: Path, ou
 
 
 def _gguf_name(name: str) -> str:
-    fixed = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-             "lm_head.weight": "output.weight"}
+    fixed = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+        "lm_head.weight": "output.weight",
+    }
     if name in fixed:
         return fixed[name]
     parts = name.split(".")  # model.layers.{i}.{module...}.weight
@@ -181,7 +210,10 @@ def check_gguf(path: Path, ids: dict[str, int], vocab_size: int) -> None:
     tokens = [bytes(field.parts[i]).decode("utf-8") for i in field.data]
     if len(tokens) != vocab_size:
         raise CheckpointError(f"{path.name}: {len(tokens)} tokens, the model has {vocab_size}")
-    wrong = [f"{name} (tokenizer {i}, GGUF {tokens[i] if i < len(tokens) else '-'})"
-             for name, i in ids.items() if i >= len(tokens) or tokens[i] != name]
+    wrong = [
+        f"{name} (tokenizer {i}, GGUF {tokens[i] if i < len(tokens) else '-'})"
+        for name, i in ids.items()
+        if i >= len(tokens) or tokens[i] != name
+    ]
     if wrong:
         raise CheckpointError(f"{path.name}: token ids differ from the tokenizer: {', '.join(wrong)}")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from models.valley.prompt import VisualRun, postprocess
+from greenroom.models.valley.prompt import VisualRun, postprocess
 
 STOP = "###"
 
@@ -40,8 +41,14 @@ class Answer:
     seconds: float = 0.0
 
 
-def generate(runtime: LanguageRuntime, ids: list[int], rows: np.ndarray, runs: list[VisualRun],
-             decode: Callable[[list[int]], str], decoding: Decoding) -> Answer:
+def generate(
+    runtime: LanguageRuntime,
+    ids: list[int],
+    rows: np.ndarray,
+    runs: list[VisualRun],
+    decode: Callable[[list[int]], str],
+    decoding: Decoding,
+) -> Answer:
     """Prefill the prompt, then sample until EOS, ``###`` in the text, or ``max_new_tokens``."""
     start = time.perf_counter()
     rng = np.random.default_rng(decoding.seed)

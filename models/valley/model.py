@@ -12,14 +12,20 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from models.valley.checkpoint import (PROJECTOR_PREFIX, VISION_PREFIX, Shards, default_template,
-                                      load_tokenizer, read_config)
-from models.valley.errors import RUNTIMES, CheckpointError
-from models.valley.generate import Answer, Decoding, LanguageRuntime, generate
-from models.valley.prompt import DEFAULT_QUESTION, TEMPLATES, TokenIds, encode, render, visual_runs
-from models.valley.vision import VisualEncoder, build_tower, layers_used, projector_of, stored_layers
-from models.video.frames import Limits, read_frames
-from models.video.transform import video_tensor
+from greenroom.models.valley.checkpoint import (
+    PROJECTOR_PREFIX,
+    VISION_PREFIX,
+    Shards,
+    default_template,
+    load_tokenizer,
+    read_config,
+)
+from greenroom.models.valley.errors import RUNTIMES, CheckpointError
+from greenroom.models.valley.generate import Answer, Decoding, LanguageRuntime, generate
+from greenroom.models.valley.prompt import DEFAULT_QUESTION, TEMPLATES, TokenIds, encode, render, visual_runs
+from greenroom.models.valley.vision import VisualEncoder, build_tower, layers_used, projector_of, stored_layers
+from greenroom.models.video.frames import Limits, read_frames
+from greenroom.models.video.transform import video_tensor
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +43,16 @@ class Valley:
     """Frames -> visual rows -> an answer, for one checkpoint on one runtime. Not thread-safe by itself:
     calls are serialised with a lock (one generation at a time per model)."""
 
-    def __init__(self, encoder: VisualEncoder, language: LanguageRuntime, tokenizer, template: str,
-                 frames: int = 8, limits: Limits = Limits(), runtime: str = "") -> None:
+    def __init__(
+        self,
+        encoder: VisualEncoder,
+        language: LanguageRuntime,
+        tokenizer,
+        template: str,
+        frames: int = 8,
+        limits: Limits = Limits(),
+        runtime: str = "",
+    ) -> None:
         if template not in TEMPLATES:
             raise CheckpointError(f"unknown Valley template '{template}' (choose {' or '.join(TEMPLATES)})")
         self.encoder = encoder
@@ -58,8 +72,13 @@ class Valley:
             rows = self.encoder(video_tensor(frames.images)).numpy()
         return Clip(rows, frames.total, frames.indices)
 
-    def ask(self, clip: Clip, question: str = DEFAULT_QUESTION, turns: list[tuple[str, str]] | None = None,
-            decoding: Decoding = Decoding()) -> Answer:
+    def ask(
+        self,
+        clip: Clip,
+        question: str = DEFAULT_QUESTION,
+        turns: list[tuple[str, str]] | None = None,
+        decoding: Decoding = Decoding(),
+    ) -> Answer:
         """Answer a question about a clip after earlier (question, answer) turns; the oldest turns are
         dropped when the conversation no longer fits the context."""
         turns = list(turns or [])
@@ -71,8 +90,14 @@ class Valley:
             turns = turns[1:]
         runs = visual_runs(ids, self.ids, t)
         with self._lock:
-            return generate(self.language, ids, clip.rows, runs,
-                            lambda tokens: self.tokenizer.decode(tokens, skip_special_tokens=True), decoding)
+            return generate(
+                self.language,
+                ids,
+                clip.rows,
+                runs,
+                lambda tokens: self.tokenizer.decode(tokens, skip_special_tokens=True),
+                decoding,
+            )
 
 
 def vision_dtype_for(name: str, device: str) -> torch.dtype:
@@ -81,13 +106,24 @@ def vision_dtype_for(name: str, device: str) -> torch.dtype:
     if device.startswith("cuda"):
         return torch.float16
     # bf16 runs on the CPU's matrix units where it has them (4-7x fp32 there), and is slow where it has not
-    return torch.bfloat16 if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() \
+    return (
+        torch.bfloat16
+        if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
         else torch.float32
+    )
 
 
-def load_valley(path: str | Path, runtime: str = "auto", *, frames: int = 8, template: str = "auto",
-                vision_dtype: str = "auto", limits: Limits = Limits(), n_threads: int = 0,
-                device: str = "cuda") -> Valley:
+def load_valley(
+    path: str | Path,
+    runtime: str = "auto",
+    *,
+    frames: int = 8,
+    template: str = "auto",
+    vision_dtype: str = "auto",
+    limits: Limits = Limits(),
+    n_threads: int = 0,
+    device: str = "cuda",
+) -> Valley:
     """A converted folder (``greenroom valley convert``) runs on the CPU runtime; a checkpoint as
     published runs on the GPU runtime (``device``; tests use ``cpu``)."""
     folder = Path(path).expanduser()
@@ -98,23 +134,26 @@ def load_valley(path: str | Path, runtime: str = "auto", *, frames: int = 8, tem
         runtime = "cpu" if converted else "gpu"
     if runtime == "cpu":
         if not converted:
-            raise CheckpointError(f"{folder} is a checkpoint as published; the CPU runtime needs it converted "
-                                  f"first: greenroom valley convert {folder} OUT")
+            raise CheckpointError(
+                f"{folder} is a checkpoint as published; the CPU runtime needs it converted "
+                f"first: greenroom valley convert {folder} OUT"
+            )
         return _load_cpu(folder, frames, template, vision_dtype, limits, n_threads)
     if runtime != "gpu":
         raise CheckpointError(f"unknown runtime '{runtime}' (choose {', '.join(RUNTIMES)})")
     if converted:
-        raise CheckpointError(f"{folder} is converted for the CPU runtime; the GPU runtime loads the checkpoint "
-                              f"as published")
+        raise CheckpointError(
+            f"{folder} is converted for the CPU runtime; the GPU runtime loads the checkpoint as published"
+        )
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CheckpointError("no CUDA GPU here: convert the checkpoint (greenroom valley convert) and use the "
-                              "CPU runtime")
+        raise CheckpointError(
+            "no CUDA GPU here: convert the checkpoint (greenroom valley convert) and use the CPU runtime"
+        )
     return _load_gpu(folder, frames, template, vision_dtype, limits, device)
 
 
-def _load_cpu(folder: Path, frames: int, template: str, vision_dtype: str, limits: Limits,
-              n_threads: int) -> Valley:
-    from models.valley.runtime_llama import LlamaCppLanguage
+def _load_cpu(folder: Path, frames: int, template: str, vision_dtype: str, limits: Limits, n_threads: int) -> Valley:
+    from greenroom.models.valley.runtime_llama import LlamaCppLanguage
 
     meta = json.loads((folder / "valley.json").read_text())
     vision = load_file(str(folder / "vision.safetensors"))
@@ -126,7 +165,7 @@ def _load_cpu(folder: Path, frames: int, template: str, vision_dtype: str, limit
 
 
 def _load_gpu(folder: Path, frames: int, template: str, vision_dtype: str, limits: Limits, device: str) -> Valley:
-    from models.valley.runtime_torch import TorchLanguage, load_language
+    from greenroom.models.valley.runtime_torch import TorchLanguage, load_language
 
     config = read_config(folder)
     shards = Shards(folder)
@@ -137,4 +176,4 @@ def _load_gpu(folder: Path, frames: int, template: str, vision_dtype: str, limit
     dtype = torch.float32 if device == "cpu" else (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     language = TorchLanguage(load_language(shards, config, device, dtype))
     template = default_template(config) if template == "auto" else template
-    return Valley(encoder, language, load_tokenizer(folder), template, frames, limits, "gpu")
+    return Valley(encoder, language, load_tokenizer(folder), template, frames, limits, "gpu")  # type: ignore[arg-type]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 PATCHES = 256
 IM_START, IM_PATCH, IM_END = "<im_start>", "<im_patch>", "<im_end>"
@@ -45,10 +46,10 @@ class TokenIds:
     vi_end: int
 
     @classmethod
-    def of(cls, tokenizer: Tokenizer, unk_id: int | None) -> "TokenIds":
+    def of(cls, tokenizer: Tokenizer, unk_id: int | None) -> TokenIds:
         names = (IM_START, IM_PATCH, IM_END, VI_START, VI_FRAME, VI_END)
         ids = tokenizer.convert_tokens_to_ids(list(names))
-        missing = [n for n, i in zip(names, ids) if i is None or i == unk_id]
+        missing = [n for n, i in zip(names, ids, strict=True) if i is None or i == unk_id]
         if missing:
             raise ValueError(f"the tokenizer lacks Valley's tokens {' '.join(missing)} (added_tokens.json missing?)")
         return cls(*ids)
@@ -108,12 +109,12 @@ def render(template: str, turns: list[tuple[str, str]], question: str, frames: i
     answers = [a for _, a in turns]
     if template == "v1":
         text = " ".join(SYSTEM_SENTENCES) + "\n\n###"
-        for q, a in zip(questions, answers):
+        for q, a in zip(questions[:-1], answers, strict=True):
             text += f" Human: {q} \n### Assistant: {a} \n###"
         return text + f" Human: {questions[-1]} \n###"
     if template == "june":
         text = "".join(SYSTEM_SENTENCES) + "###Human: Hi!###Assistant: Hi there!  How can I help you today?\n"
-        for q, a in zip(questions, answers):
+        for q, a in zip(questions[:-1], answers, strict=True):
             text += f"###Human: {q}###Assistant: {a}"
         return text + f"###Human: {questions[-1]}###Assistant:"
     raise ValueError(f"unknown Valley template '{template}' (choose {' or '.join(TEMPLATES)})")
@@ -142,5 +143,5 @@ def postprocess(text: str) -> str:
     """``process_response``: strip leading role prefixes and ``###``, cut at the next ``###``."""
     text = text.strip()
     while (prefix := next((p for p in _PREFIXES if text.startswith(p)), None)) is not None:
-        text = text[len(prefix):].strip()
+        text = text[len(prefix) :].strip()
     return text.split("###", 1)[0].strip()

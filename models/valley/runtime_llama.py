@@ -10,15 +10,21 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from models.valley.prompt import VisualRun
+from greenroom.models.valley.prompt import VisualRun
 
 
 class LlamaCppLanguage:
     """Text runs go in as token batches, visual runs as embedding batches, at most ``n_batch`` rows each."""
 
     def __init__(self, gguf: Path, n_ctx: int = 2048, n_threads: int = 0, n_batch: int = 512) -> None:
-        self.llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
-                                   n_threads=n_threads or None, verbose=False)
+        self.llm = llama_cpp.Llama(
+            model_path=str(gguf),
+            n_ctx=n_ctx,
+            n_batch=n_batch,
+            n_ubatch=n_batch,
+            n_threads=n_threads or None,
+            verbose=False,
+        )
         self.n_ctx = self.llm.n_ctx()
         self.eos = self.llm.token_eos()
         self.n_batch = n_batch
@@ -34,8 +40,8 @@ class LlamaCppLanguage:
         self._pos = 0
         at = 0
         for run in runs:
-            self._tokens(ids[at:run.start])
-            self._embeddings(np.ascontiguousarray(rows[run.row:run.row + run.length], dtype=np.float32))
+            self._tokens(ids[at : run.start])
+            self._embeddings(np.ascontiguousarray(rows[run.row : run.row + run.length], dtype=np.float32))
             at = run.start + run.length
         self._tokens(ids[at:], logits=True)  # the prompt always ends in text, so the last row has logits
         return self._logits()
@@ -49,15 +55,21 @@ class LlamaCppLanguage:
 
     def _tokens(self, tokens: list[int], logits: bool = False) -> None:
         for at in range(0, len(tokens), self.n_batch):
-            chunk = tokens[at:at + self.n_batch]
+            chunk = tokens[at : at + self.n_batch]
             last = logits and at + len(chunk) == len(tokens)
-            self._decode(len(chunk), 0, lambda b: [b.token.__setitem__(i, t) for i, t in enumerate(chunk)], last)
+            self._decode(
+                len(chunk), 0, lambda b, chunk=chunk: [b.token.__setitem__(i, t) for i, t in enumerate(chunk)], last
+            )
 
     def _embeddings(self, rows: np.ndarray) -> None:
         for at in range(0, len(rows), self.n_batch):
-            chunk = np.ascontiguousarray(rows[at:at + self.n_batch])
-            self._decode(len(chunk), self.n_embd, lambda b: ctypes.memmove(b.embd, chunk.ctypes.data, chunk.nbytes),
-                         False)
+            chunk = np.ascontiguousarray(rows[at : at + self.n_batch])
+            self._decode(
+                len(chunk),
+                self.n_embd,
+                lambda b, chunk=chunk: ctypes.memmove(b.embd, chunk.ctypes.data, chunk.nbytes),
+                False,
+            )
 
     def _decode(self, n: int, n_embd: int, fill, logits_last: bool) -> None:
         if self._pos + n > self.n_ctx:

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from transformers import LlamaForCausalLM
 
-from models.valley.checkpoint import Shards, llama_config
-from models.valley.errors import CheckpointError
-from models.valley.prompt import VisualRun
+from greenroom.models.valley.checkpoint import Shards, llama_config
+from greenroom.models.valley.errors import CheckpointError
+from greenroom.models.valley.prompt import VisualRun
 
 
 def load_language(shards: Shards, config: dict, device: str, dtype: torch.dtype) -> LlamaForCausalLM:
@@ -23,7 +23,7 @@ def load_language(shards: Shards, config: dict, device: str, dtype: torch.dtype)
     if missing or unexpected:
         raise CheckpointError(f"language weights do not fit LLaMA: missing {missing[:3]}, unexpected {unexpected[:3]}")
     model.model.rotary_emb = type(model.model.rotary_emb)(model.config)  # the buffer was built on meta
-    return model.to(device=device, dtype=dtype).eval()
+    return model.to(device=device, dtype=dtype).eval()  # type: ignore[call-arg]  # transformers' .to typing
 
 
 class TorchLanguage:
@@ -44,7 +44,7 @@ class TorchLanguage:
         embeds = self.model.get_input_embeddings()(torch.tensor(ids, device=self.device))
         visual = torch.from_numpy(rows).to(self.device, embeds.dtype)
         for run in runs:
-            embeds[run.start:run.start + run.length] = visual[run.row:run.row + run.length]
+            embeds[run.start : run.start + run.length] = visual[run.row : run.row + run.length]
         out = self.model(inputs_embeds=embeds[None], use_cache=True, logits_to_keep=1)
         self._cache = out.cache
         return out.logits[0, -1].float().cpu().numpy()

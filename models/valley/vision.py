@@ -38,15 +38,25 @@ def vision_config(weights: dict[str, torch.Tensor], layers: int) -> CLIPVisionCo
     patch = weights["embeddings.patch_embedding.weight"].shape[-1]
     positions = weights["embeddings.position_embedding.weight"].shape[0]
     side = round((positions - 1) ** 0.5)
-    return CLIPVisionConfig(hidden_size=hidden, intermediate_size=weights["encoder.layers.0.mlp.fc1.weight"].shape[0],
-                            num_hidden_layers=layers, num_attention_heads=max(1, hidden // HEAD_DIM),
-                            image_size=side * patch, patch_size=patch, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+    return CLIPVisionConfig(
+        hidden_size=hidden,
+        intermediate_size=weights["encoder.layers.0.mlp.fc1.weight"].shape[0],
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // HEAD_DIM),
+        image_size=side * patch,
+        patch_size=patch,
+        hidden_act="quick_gelu",
+        layer_norm_eps=1e-5,
+    )
 
 
 def build_tower(weights: dict[str, torch.Tensor], layers: int, dtype: torch.dtype) -> CLIPVisionModel:
     """A CLIP vision model with the first ``layers`` encoder layers of ``weights`` (no ``vision_model.`` prefix)."""
-    keep = {k: v for k, v in weights.items()
-            if not k.startswith("post_layernorm") and not ((m := _LAYER.match(k)) and int(m.group(1)) >= layers)}
+    keep = {
+        k: v
+        for k, v in weights.items()
+        if not k.startswith("post_layernorm") and not ((m := _LAYER.match(k)) and int(m.group(1)) >= layers)
+    }
     tower = CLIPVisionModel(vision_config(weights, layers)).eval()
     missing, unexpected = getattr(tower, "vision_model", tower).load_state_dict(keep, strict=False)  # 4.x nests it
     missing = [k for k in missing if not k.startswith("post_layernorm") and "position_ids" not in k]
@@ -76,7 +86,7 @@ class VisualEncoder:
     """Pixels (T x 3 x 224 x 224) -> the (256 + T) x H rows that replace the video placeholder."""
 
     def __init__(self, tower: CLIPVisionModel, projector: nn.Linear, device: str = "cpu") -> None:
-        self.tower = tower.to(device)
+        self.tower = tower.to(device)  # type: ignore[arg-type]  # transformers' .to typing
         self.projector = projector.to(device)
         self.device = device
 

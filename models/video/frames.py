@@ -19,8 +19,10 @@ import ffmpeg
 import numpy as np
 from PIL import Image
 
+from greenroom.errors import UserError
 
-class VideoError(Exception):
+
+class VideoError(UserError):
     """A clip that cannot be described, worded for the person who sent it."""
 
 
@@ -63,7 +65,9 @@ def ffmpeg_exe() -> str:
     try:
         import imageio_ffmpeg
     except ImportError:
-        raise VideoError("video needs ffmpeg: install it (apt-get install ffmpeg) or `pip install imageio-ffmpeg`")
+        raise VideoError(
+            "video needs ffmpeg: install it (apt-get install ffmpeg) or `pip install imageio-ffmpeg`"
+        ) from None
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -76,7 +80,7 @@ def _run(args: list[str], limit: float, what: str) -> subprocess.CompletedProces
     try:
         return subprocess.run([ffmpeg_exe(), *args], capture_output=True, timeout=limit, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:  # subprocess.run kills the child before raising
-        raise VideoError(f"{what} took longer than {limit:.0f} s, so I stopped.")
+        raise VideoError(f"{what} took longer than {limit:.0f} s, so I stopped.") from None
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
@@ -105,14 +109,15 @@ def probe(path: Path, limits: Limits) -> ClipInfo:
     if dims is None:
         raise VideoError("I could not read that as a video (the picture size is missing).")
     width, height = int(dims.group(1)), int(dims.group(2))
-    rotation = _ROTATION.search(text[stream.end():])
+    rotation = _ROTATION.search(text[stream.end() :])
     if rotation and round(float(rotation.group(1))) % 180:
         width, height = height, width
     if max(width, height) > limits.max_side:
         raise VideoError(f"That video is {width}x{height}; I take at most {limits.max_side} pixels on a side.")
     duration = _DURATION.search(text)
-    seconds = int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3)) \
-        if duration else None
+    seconds = (
+        int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3)) if duration else None
+    )
     if codec in _IMAGE_CODECS and (seconds is None or seconds <= 0.05):
         seconds = None
     if seconds is not None and seconds > limits.max_seconds:
@@ -132,8 +137,11 @@ _PPM_FIELD = re.compile(rb"\s*(\S+)")
 def count_frames(path: Path, limits: Limits, decode: bool = False) -> int:
     """Frames in the first video stream: packets by default (no decoding), or decoded frames."""
     codec = ["-map", "0:v:0", "-fps_mode", "passthrough"] + ([] if decode else ["-c", "copy"])
-    done = _run(["-nostdin", "-v", "error", "-i", str(path), *codec, "-f", "null", "-", "-progress", "pipe:1"],
-                limits.decode_seconds, "Counting the frames")
+    done = _run(
+        ["-nostdin", "-v", "error", "-i", str(path), *codec, "-f", "null", "-", "-progress", "pipe:1"],
+        limits.decode_seconds,
+        "Counting the frames",
+    )
     counts = _PROGRESS_FRAME.findall(done.stdout)
     total = int(counts[-1]) if counts else 0
     if total == 0:
@@ -144,8 +152,9 @@ def count_frames(path: Path, limits: Limits, decode: bool = False) -> int:
 def _select(path: Path, wanted: list[int]) -> list[str]:
     expr = "+".join(f"eq(n,{i})" for i in wanted)
     stream = ffmpeg.input(str(path)).video.filter("select", expr)
-    out = ffmpeg.output(stream, "pipe:", format="image2pipe", vcodec="ppm", fps_mode="passthrough",
-                        **{"frames:v": len(wanted)})
+    out = ffmpeg.output(
+        stream, "pipe:", format="image2pipe", vcodec="ppm", fps_mode="passthrough", **{"frames:v": len(wanted)}
+    )
     return out.global_args("-nostdin", "-v", "error").compile()[1:]  # _run puts the executable in front
 
 
@@ -153,7 +162,8 @@ def split_ppm(data: bytes) -> list[Image.Image]:
     """Cut a stream of binary PPM (P6) images into RGB images."""
     images, at = [], 0
     while at < len(data):
-        fields, end = [], at
+        fields: list[bytes] = []
+        end = at
         while len(fields) < 4:  # magic, width, height, maxval, separated by single whitespace
             m = _PPM_FIELD.match(data, end)
             if m is None:
@@ -162,7 +172,7 @@ def split_ppm(data: bytes) -> list[Image.Image]:
             end = m.end()
         width, height = int(fields[1]), int(fields[2])
         start = end + 1
-        images.append(Image.frombytes("RGB", (width, height), data[start:start + width * height * 3]))
+        images.append(Image.frombytes("RGB", (width, height), data[start : start + width * height * 3]))
         at = start + width * height * 3
     return images
 
@@ -178,6 +188,6 @@ def read_frames(path: str | Path, count: int = 8, limits: Limits = Limits()) -> 
         done = _run(_select(path, wanted), limits.decode_seconds, "Decoding the frames")
         images = split_ppm(done.stdout)
         if len(images) == len(wanted):
-            by_index = dict(zip(wanted, images))
+            by_index = dict(zip(wanted, images, strict=True))
             return Frames(total, indices, [by_index[i] for i in indices], info)
     raise VideoError("I could not decode the frames of that video (it may be truncated or damaged).")

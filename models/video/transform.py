@@ -21,7 +21,7 @@ def resize_shorter(image: Image.Image, size: int = 256) -> Image.Image:
     if min(w, h) == size:
         return image
     new = (size, int(size * h / w)) if w < h else (int(size * w / h), size)
-    return image.resize(new, Image.BILINEAR)
+    return image.resize(new, Image.Resampling.BILINEAR)
 
 
 def center_crop(image: Image.Image, size: int = 224) -> Image.Image:
@@ -32,8 +32,9 @@ def center_crop(image: Image.Image, size: int = 224) -> Image.Image:
 
 def video_tensor(images: list[Image.Image], resize: int = 256, crop: int = 224) -> torch.Tensor:
     """Frames -> a float32 tensor T x 3 x crop x crop, normalised with CLIP's mean and std."""
-    arrays = [np.asarray(center_crop(resize_shorter(im.convert("RGB"), resize), crop), dtype=np.float32)
-              for im in images]
+    arrays = [
+        np.asarray(center_crop(resize_shorter(im.convert("RGB"), resize), crop), dtype=np.float32) for im in images
+    ]
     pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255.0
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)

@@ -12,8 +12,8 @@ import asyncio
 import logging
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from tests.bench.common import p, table
 from tests.fakes.discord_api import FakeDiscord
@@ -24,22 +24,24 @@ ROUNDS = {1: 200, 200: 5}  # conversations -> rounds of one message per conversa
 
 def greenroom(data: Path):
     """A Greenroom whose persona is replaced by a stub that answers at once (no rate limit)."""
-    from core.app import Greenroom
-    from core.config import load_config
-    from core.dispatch import Route
+    from greenroom.compose import Greenroom
+    from greenroom.core.config import load_config
+    from greenroom.core.dispatch import Route
 
-    app = Greenroom(load_config(environ={"GREENROOM_DATA_DIR": str(data),
-                                         "GREENROOM__DISPATCH__USER_RATE_PER_MINUTE": "0"}))
+    app = Greenroom(
+        load_config(environ={"GREENROOM_DATA_DIR": str(data), "GREENROOM__DISPATCH__USER_RATE_PER_MINUTE": "0"})
+    )
 
     async def stub(ctx) -> None:
         await ctx.say(f"ok {ctx.message.id}")
 
-    app.dispatcher.add_route(Route(50, "stub", lambda ctx: True, stub))
+    app.dispatcher.add(Route(50, "stub", lambda ctx: True, stub))
     return app
 
 
-async def measure(conversations: int, offer: Callable[[int, int], Awaitable[str]],
-                  replies: Callable[[], dict[str, float]]) -> tuple[float, list[float]]:
+async def measure(
+    conversations: int, offer: Callable[[int, int], Awaitable[str]], replies: Callable[[], dict[str, float]]
+) -> tuple[float, list[float]]:
     """Offer ROUNDS[conversations] rounds of one message per conversation; (messages/s, latencies ms)."""
     offered: dict[str, float] = {}
     start = time.perf_counter()
@@ -58,13 +60,12 @@ async def measure(conversations: int, offer: Callable[[int, int], Awaitable[str]
 async def telegram_run(conversations: int, bare: bool, data: Path) -> tuple[float, list[float]]:
     from telegram.ext import Application, MessageHandler, filters
 
-    from bots.telegram import TelegramAdapter
-    from core.config import TelegramSection
+    from greenroom.bots.telegram import TelegramAdapter
+    from greenroom.core.config import TelegramSection
 
     fake = await FakeTelegram().start()
     if bare:
-        application = (Application.builder().token(fake.token).base_url(fake.base_url)
-                       .concurrent_updates(True).build())
+        application = Application.builder().token(fake.token).base_url(fake.base_url).concurrent_updates(True).build()
 
         async def echo(update, context) -> None:
             await update.message.reply_text(f"ok {update.message.message_id}")
@@ -76,7 +77,7 @@ async def telegram_run(conversations: int, bare: bool, data: Path) -> tuple[floa
         stop = application
     else:
         app = greenroom(data)
-        adapter = TelegramAdapter(app, TelegramSection(base_url=fake.base_url, poll_timeout=1), fake.token)
+        adapter = TelegramAdapter(app.host, TelegramSection(base_url=fake.base_url, poll_timeout=1), fake.token)
         await adapter.start()
 
     async def offer(c: int, n: int) -> str:
@@ -104,8 +105,8 @@ async def telegram_run(conversations: int, bare: bool, data: Path) -> tuple[floa
 async def discord_run(conversations: int, bare: bool, data: Path) -> tuple[float, list[float]]:
     import discord
 
-    from bots.discord import DiscordAdapter, intents, point_at
-    from core.config import DiscordSection
+    from greenroom.bots.discord import DiscordAdapter, intents, point_at
+    from greenroom.core.config import DiscordSection
 
     fake = await FakeDiscord().start()
     section = DiscordSection(api_base=fake.api_base, gateway_url=fake.gateway_url, sync_commands=False)
@@ -123,7 +124,7 @@ async def discord_run(conversations: int, bare: bool, data: Path) -> tuple[float
         await client.wait_until_ready()
     else:
         app = greenroom(data)
-        adapter = DiscordAdapter(app, section, "token")
+        adapter = DiscordAdapter(app.host, section, "token")
         await adapter.start()
 
     async def offer(c: int, n: int) -> str:
@@ -132,8 +133,11 @@ async def discord_run(conversations: int, bare: bool, data: Path) -> tuple[float
         return message["id"]
 
     def replies() -> dict[str, float]:
-        return {c.body["content"].split()[-1]: c.at for c in fake.calls
-                if c.method == "POST" and c.path.endswith("/messages")}
+        return {
+            c.body["content"].split()[-1]: c.at
+            for c in fake.calls
+            if c.method == "POST" and c.path.endswith("/messages")
+        }
 
     try:
         return await measure(conversations, offer, replies)
@@ -156,13 +160,41 @@ def main() -> None:
             for conversations in ROUNDS:
                 ours_rate, ours = asyncio.run(run(conversations, False, Path(tmp) / f"{platform}{conversations}"))
                 base_rate, base = asyncio.run(run(conversations, True, Path(tmp)))
-                rows.append([platform, conversations, len(ours), ours_rate, base_rate, ours_rate / base_rate,
-                             p(ours, 50), p(ours, 99), p(base, 50), p(base, 99),
-                             p(ours, 50) - p(base, 50), p(ours, 99) - p(base, 99)])
+                rows.append(
+                    [
+                        platform,
+                        conversations,
+                        len(ours),
+                        ours_rate,
+                        base_rate,
+                        ours_rate / base_rate,
+                        p(ours, 50),
+                        p(ours, 99),
+                        p(base, 50),
+                        p(base, 99),
+                        p(ours, 50) - p(base, 50),
+                        p(ours, 99) - p(base, 99),
+                    ]
+                )
     logging.disable(logging.NOTSET)
-    table("Adapter -> dispatcher -> replier, fake servers, stub model (baseline: bare library handler)",
-          ["platform", "conversations", "messages", "msg/s", "baseline msg/s", "ratio", "p50 ms", "p99 ms",
-           "base p50", "base p99", "added p50", "added p99"], rows)
+    table(
+        "Adapter -> dispatcher -> replier, fake servers, stub model (baseline: bare library handler)",
+        [
+            "platform",
+            "conversations",
+            "messages",
+            "msg/s",
+            "baseline msg/s",
+            "ratio",
+            "p50 ms",
+            "p99 ms",
+            "base p50",
+            "base p99",
+            "added p50",
+            "added p99",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ import time
 import aiohttp
 from aiohttp import web
 
-from models.fakenews.detector import load_detector
-from models.fakenews.extract import Article, extract
-from models.fakenews.fetch import SafeFetcher
+from greenroom.models.fakenews.detector import load_detector
+from greenroom.models.fakenews.extract import Article, extract
+from greenroom.models.fakenews.fetch import SafeFetcher
 from tests.bench.bench_turn import WORDS
 from tests.bench.common import models, p, table, timed
 
@@ -31,6 +31,7 @@ def synthetic_articles(n: int, seed: int = 5) -> list[Article]:
 
     def sentence() -> str:
         return " ".join(rng.choices(WORDS, k=rng.randint(8, 20))).capitalize() + "."
+
     out = []
     for i in range(n):
         paragraphs = ["\n".join(sentence() for _ in range(rng.randint(3, 6))) for _ in range(rng.randint(6, 12))]
@@ -41,10 +42,12 @@ def synthetic_articles(n: int, seed: int = 5) -> list[Article]:
 def page(article: Article) -> str:
     body = "".join(f"<p>{para}</p>" for para in article.text.split("\n\n"))
     furniture = "".join(f"<li><a href='/s/{i}'>Section {i}</a></li>" for i in range(60))
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{article.title}</title>"
-            f"<script>{'var x = 1;' * 500}</script></head><body><nav><ul>{furniture}</ul></nav>"
-            f"<main><article><h1>{article.title}</h1>{body}</article></main>"
-            f"<aside><ul>{furniture}</ul></aside><footer>(c) Example News</footer></body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{article.title}</title>"
+        f"<script>{'var x = 1;' * 500}</script></head><body><nav><ul>{furniture}</ul></nav>"
+        f"<main><article><h1>{article.title}</h1>{body}</article></main>"
+        f"<aside><ul>{furniture}</ul></aside><footer>(c) Example News</footer></body></html>"
+    )
 
 
 def classify(embedder) -> list[list[object]]:
@@ -61,8 +64,10 @@ def classify(embedder) -> list[list[object]]:
     one = timed(lambda: detector.score(articles[:1]), repeat=30)
     one_bare = timed(lambda: embedder.model.encode(first), repeat=30)
     per = len(windows) / N_ARTICLES
-    return [[f"batch of 200 ({per:.1f} windows each): articles/s", ours, bare, ours / bare],
-            ["one article (a chat link): p50 ms", p(one, 50), p(one_bare, 50), p(one, 50) / p(one_bare, 50)]]
+    return [
+        [f"batch of 200 ({per:.1f} windows each): articles/s", ours, bare, ours / bare],
+        ["one article (a chat link): p50 ms", p(one, 50), p(one_bare, 50), p(one, 50) / p(one_bare, 50)],
+    ]
 
 
 async def fetch_and_extract() -> list[list[object]]:
@@ -72,6 +77,7 @@ async def fetch_and_extract() -> list[list[object]]:
 
     async def serve(request: web.Request) -> web.Response:
         return web.Response(text=pages[int(request.match_info["n"]) % len(pages)], content_type="text/html")
+
     app = web.Application()
     app.router.add_get("/a/{n}", serve)
     runner = web.AppRunner(app)
@@ -102,16 +108,25 @@ async def fetch_and_extract() -> list[list[object]]:
     finally:
         await runner.cleanup()
     size = sum(len(x) for x in pages) / len(pages) / 1000
-    return [[f"fetch + extract ({size:.0f} kB pages): p50 ms", p(ours_ms, 50), p(bare_ms, 50),
-             p(ours_ms, 50) / p(bare_ms, 50)],
-            ["fetch + extract: p95 ms", p(ours_ms, 95), p(bare_ms, 95), p(ours_ms, 95) / p(bare_ms, 95)]]
+    return [
+        [
+            f"fetch + extract ({size:.0f} kB pages): p50 ms",
+            p(ours_ms, 50),
+            p(bare_ms, 50),
+            p(ours_ms, 50) / p(bare_ms, 50),
+        ],
+        ["fetch + extract: p95 ms", p(ours_ms, 95), p(bare_ms, 95), p(ours_ms, 95) / p(bare_ms, 95)],
+    ]
 
 
 def main() -> None:
     embedder, _ = models()
     rows = classify(embedder) + asyncio.run(fetch_and_extract())
-    table("Link checks on CPU (synthetic news-length articles, local server on 127.0.0.1)",
-          ["figure", "Greenroom", "baseline", "ratio"], rows)
+    table(
+        "Link checks on CPU (synthetic news-length articles, local server on 127.0.0.1)",
+        ["figure", "Greenroom", "baseline", "ratio"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

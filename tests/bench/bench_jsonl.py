@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from memory.characters import Character, Story
-from memory.chatharuhi_jsonl import column_name, write_jsonl
-from memory.db import Database
-from memory.importers import read_character
-from memory.library import Library
-from memory.store import EdgeStore
+from greenroom.memory.characters import Character, Story
+from greenroom.memory.chatharuhi_jsonl import column_name, write_jsonl
+from greenroom.memory.db import Database
+from greenroom.memory.importers import read_character
+from greenroom.memory.library import Library
+from greenroom.memory.store import EdgeStore
 from tests.bench.bench_turn import WORDS
 from tests.bench.common import models, table
 
@@ -24,18 +24,29 @@ N = 10_000
 def main() -> None:
     embedder, llm = models()
     rng = random.Random(2)
-    character = Character("roles", "Roles", "You are a role.", tuple(
-        Story(f"Wren:「{' '.join(rng.choices(WORDS, k=10))}」", f"{i}") for i in range(N)))
+    character = Character(
+        "roles",
+        "Roles",
+        "You are a role.",
+        tuple(Story(f"Wren:「{' '.join(rng.choices(WORDS, k=10))}」", f"{i}") for i in range(N)),
+    )
     vectors = np.random.default_rng(2).standard_normal((N, embedder.dim)).astype(np.float32)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for label, column in (("stored vectors reused", column_name(embedder.name)),
-                              ("re-embedded (another model's column)", "bge_zh_s15")):
+        for label, column in (
+            ("stored vectors reused", column_name(embedder.name)),
+            ("re-embedded (another model's column)", "bge_zh_s15"),
+        ):
             path = root / f"{column}.jsonl"
             write_jsonl(character, vectors, column, path)
-            library = Library(Database(root / f"{column}.sqlite3"), EdgeStore(root / f"q-{column}"), embedder,
-                              llm.count_tokens, llm.tokenizer_id)
+            library = Library(
+                Database(root / f"{column}.sqlite3"),
+                EdgeStore(root / f"q-{column}"),
+                embedder,
+                llm.count_tokens,
+                llm.tokenizer_id,
+            )
             start = time.perf_counter()
             imported = read_character(path, None, column_name(embedder.name), embedder.dim)
             library.load(imported.character, vectors=imported.vectors)

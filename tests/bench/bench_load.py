@@ -9,9 +9,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from memory.db import Database
-from memory.library import Library
-from memory.store import EdgeStore
+from greenroom.memory.db import Database
+from greenroom.memory.library import Library
+from greenroom.memory.store import EdgeStore
 from tests.bench.bench_turn import synthetic
 from tests.bench.common import models, table
 
@@ -28,14 +28,17 @@ def main() -> None:
     plain = N / (time.perf_counter() - start)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        library = Library(Database(root / "db.sqlite3"), EdgeStore(root / "qdrant"), embedder, llm.count_tokens,
-                          llm.tokenizer_id)
+        library = Library(
+            Database(root / "db.sqlite3"), EdgeStore(root / "qdrant"), embedder, llm.count_tokens, llm.tokenizer_id
+        )
         result = library.load(character)
         library.close()
     ours = N / result.seconds
-    table(f"Loading {N} stories (stories/s)", ["path", "stories/s", "ratio"],
-          [["SentenceTransformer.encode (baseline)", plain, 1.0],
-           ["greenroom character load", ours, ours / plain]])
+    table(
+        f"Loading {N} stories (stories/s)",
+        ["path", "stories/s", "ratio"],
+        [["SentenceTransformer.encode (baseline)", plain, 1.0], ["greenroom character load", ours, ours / plain]],
+    )
     print(f"target >= 0.7x: {'met' if ours / plain >= 0.7 else 'NOT met'}")
 
 

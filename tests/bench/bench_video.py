@@ -16,14 +16,22 @@ import numpy as np
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from models.valley.model import vision_dtype_for
-from models.valley.vision import VisualEncoder, build_tower, project_then_pool
-from models.video.frames import frame_indices, read_frames
+from greenroom.models.valley.model import vision_dtype_for
+from greenroom.models.valley.vision import VisualEncoder, build_tower, project_then_pool
+from greenroom.models.video.frames import frame_indices, read_frames
 from tests.bench.common import median, table, timed
 from tests.clips import decode_every_frame, pattern_clip
 
-VIT_L = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-             image_size=224, patch_size=14, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+VIT_L = dict(
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    image_size=224,
+    patch_size=14,
+    hidden_act="quick_gelu",
+    layer_norm_eps=1e-5,
+)
 HIDDEN = 4096  # Valley2-7b's language model width
 
 
@@ -41,12 +49,23 @@ def sampling() -> None:
             clip = pattern_clip(Path(tmp) / f"{size}.mp4", seconds, size)
             built = timed(lambda: read_frames(clip), 5, 1)
             naive = timed(lambda: decode_all_pick(clip), 5, 1)
-            same = all(np.array_equal(np.asarray(a), b) for a, b in zip(read_frames(clip).images,
-                                                                         decode_all_pick(clip)))
-            rows.append([f"{size}, {seconds} s, 30 fps", median(built), median(naive), median(naive) / median(built),
-                         "yes" if same else "NO"])
-    table("Frame sampling per clip (8 frames, median of 5)",
-          ["clip", "read_frames ms", "decode all + pick ms", "ratio", "same frames"], rows)
+            same = all(
+                np.array_equal(np.asarray(a), b) for a, b in zip(read_frames(clip).images, decode_all_pick(clip))
+            )
+            rows.append(
+                [
+                    f"{size}, {seconds} s, 30 fps",
+                    median(built),
+                    median(naive),
+                    median(naive) / median(built),
+                    "yes" if same else "NO",
+                ]
+            )
+    table(
+        "Frame sampling per clip (8 frames, median of 5)",
+        ["clip", "read_frames ms", "decode all + pick ms", "ratio", "same frames"],
+        rows,
+    )
 
 
 def vision() -> None:
@@ -68,11 +87,19 @@ def vision() -> None:
     naive_ms = timed(naive, 3, 1)
     a, b = encoder(pixels), naive()
     cosine = torch.nn.functional.cosine_similarity(a, b, dim=1)
-    table(f"Vision side at ViT-L/14 size, 8 frames, 2 threads, projector to {HIDDEN} (median of 3)",
-          ["path", "ms", "ratio", "min row cosine to fp32 naive"],
-          [[f"built: 23 layers {str(dtype).removeprefix('torch.')}, pool then project 264", median(built_ms),
-            median(naive_ms) / median(built_ms), float(cosine.min())],
-           ["naive: 24 layers fp32, project 2056 then pool", median(naive_ms), 1.0, 1.0]])
+    table(
+        f"Vision side at ViT-L/14 size, 8 frames, 2 threads, projector to {HIDDEN} (median of 3)",
+        ["path", "ms", "ratio", "min row cosine to fp32 naive"],
+        [
+            [
+                f"built: 23 layers {str(dtype).removeprefix('torch.')}, pool then project 264",
+                median(built_ms),
+                median(naive_ms) / median(built_ms),
+                float(cosine.min()),
+            ],
+            ["naive: 24 layers fp32, project 2056 then pool", median(naive_ms), 1.0, 1.0],
+        ],
+    )
 
 
 def main() -> None:

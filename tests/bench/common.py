@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -52,9 +52,9 @@ def median(values: list[float]) -> float:
 
 def models():
     """The shipped embedder and chat model, as the bot loads them."""
-    from core.config import EmbedderSection, LlmSection
-    from memory.embedder import Embedder
-    from models.llm import LlamaCppLLM
+    from greenroom.core.config import EmbedderSection, LlmSection
+    from greenroom.models.embedder import Embedder
+    from greenroom.models.llm import LlamaCppLLM
 
     e, m = EmbedderSection(), LlmSection()
     return Embedder(e.model, e.device, e.batch_size, e.name), LlamaCppLLM(m.model, m.sha256, n_ctx=m.n_ctx)

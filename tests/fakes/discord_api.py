@@ -11,8 +11,9 @@ import asyncio
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -38,8 +39,9 @@ class Call:
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     # discord.py wants exactly "application/json" (no charset) before it parses a body.
-    return web.Response(body=json.dumps(data), status=status,
-                        headers={"Content-Type": "application/json", **(headers or {})})
+    return web.Response(
+        body=json.dumps(data), status=status, headers={"Content-Type": "application/json", **(headers or {})}
+    )
 
 
 def user(user_id: str, name: str) -> dict[str, Any]:
@@ -98,35 +100,107 @@ class FakeDiscord(FakeServer[Call]):
 
     async def add_guild(self, admin_ids: tuple[str, ...] = ()) -> None:
         """A guild with one text channel, one thread and an admin role (manage server) held by ``admin_ids``."""
-        perms = lambda p: {"permissions": str(p), "position": 0, "color": 0, "hoist": False,  # noqa: E731
-                           "managed": False, "mentionable": False, "flags": 0}
-        await self.dispatch("GUILD_CREATE", {
-            "id": GUILD, "name": "Theatre", "owner_id": "1", "unavailable": False, "large": False,
-            "member_count": 3, "features": [], "emojis": [], "stickers": [], "icon": None,
-            "roles": [{"id": GUILD, "name": "@everyone", **perms(EVERYONE_PERMS)},
-                      {"id": ADMIN_ROLE, "name": "stage crew", **perms(EVERYONE_PERMS | MANAGE_GUILD)}],
-            "channels": [{"id": CHANNEL, "type": 0, "name": "lobby", "position": 0, "permission_overwrites": [],
-                          "guild_id": GUILD}],
-            "threads": [{"id": THREAD, "type": 11, "parent_id": CHANNEL, "name": "rehearsal", "guild_id": GUILD,
-                         "owner_id": "1", "message_count": 0, "member_count": 1,
-                         "thread_metadata": {"archived": False, "auto_archive_duration": 60,
-                                             "archive_timestamp": now_iso(), "locked": False}}],
-            "members": [{"user": BOT, "roles": [], "joined_at": now_iso(), "deaf": False, "mute": False, "flags": 0}]
-            + [{"user": user(a, f"Admin{a}"), "roles": [ADMIN_ROLE], "joined_at": now_iso(), "deaf": False,
-                "mute": False, "flags": 0} for a in admin_ids],
-        })
+        perms = lambda p: {
+            "permissions": str(p),
+            "position": 0,
+            "color": 0,
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
+            "flags": 0,
+        }
+        await self.dispatch(
+            "GUILD_CREATE",
+            {
+                "id": GUILD,
+                "name": "Theatre",
+                "owner_id": "1",
+                "unavailable": False,
+                "large": False,
+                "member_count": 3,
+                "features": [],
+                "emojis": [],
+                "stickers": [],
+                "icon": None,
+                "roles": [
+                    {"id": GUILD, "name": "@everyone", **perms(EVERYONE_PERMS)},
+                    {"id": ADMIN_ROLE, "name": "stage crew", **perms(EVERYONE_PERMS | MANAGE_GUILD)},
+                ],
+                "channels": [
+                    {
+                        "id": CHANNEL,
+                        "type": 0,
+                        "name": "lobby",
+                        "position": 0,
+                        "permission_overwrites": [],
+                        "guild_id": GUILD,
+                    }
+                ],
+                "threads": [
+                    {
+                        "id": THREAD,
+                        "type": 11,
+                        "parent_id": CHANNEL,
+                        "name": "rehearsal",
+                        "guild_id": GUILD,
+                        "owner_id": "1",
+                        "message_count": 0,
+                        "member_count": 1,
+                        "thread_metadata": {
+                            "archived": False,
+                            "auto_archive_duration": 60,
+                            "archive_timestamp": now_iso(),
+                            "locked": False,
+                        },
+                    }
+                ],
+                "members": [
+                    {"user": BOT, "roles": [], "joined_at": now_iso(), "deaf": False, "mute": False, "flags": 0}
+                ]
+                + [
+                    {
+                        "user": user(a, f"Admin{a}"),
+                        "roles": [ADMIN_ROLE],
+                        "joined_at": now_iso(),
+                        "deaf": False,
+                        "mute": False,
+                        "flags": 0,
+                    }
+                    for a in admin_ids
+                ],
+            },
+        )
 
-    def message(self, content: str, author: str = "7", channel: str | None = None, guild: bool = False,
-                mention: bool = False, roles: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    def message(
+        self,
+        content: str,
+        author: str = "7",
+        channel: str | None = None,
+        guild: bool = False,
+        mention: bool = False,
+        roles: tuple[str, ...] = (),
+        **extra: Any,
+    ) -> dict[str, Any]:
         """A MESSAGE_CREATE payload: a DM unless ``guild``; ``mention`` puts the bot's mention first."""
         if mention:
             content = f"<@{BOT['id']}> {content}"
         data: dict[str, Any] = {
-            "id": str(next(self._ids)), "channel_id": channel or (CHANNEL if guild else "400"),
-            "author": user(author, f"User{author}"), "content": content, "timestamp": now_iso(),
-            "edited_timestamp": None, "tts": False, "mention_everyone": False,
-            "mentions": [BOT] if mention else [], "mention_roles": [], "attachments": [], "embeds": [],
-            "pinned": False, "type": 0, "flags": 0}
+            "id": str(next(self._ids)),
+            "channel_id": channel or (CHANNEL if guild else "400"),
+            "author": user(author, f"User{author}"),
+            "content": content,
+            "timestamp": now_iso(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [BOT] if mention else [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+        }
         if guild:
             data["guild_id"] = GUILD
             data["member"] = {"roles": list(roles), "joined_at": now_iso(), "deaf": False, "mute": False, "flags": 0}
@@ -155,27 +229,63 @@ class FakeDiscord(FakeServer[Call]):
         for fault in self.faults:
             if fault[0] == request.method and fault[1](call):
                 self.faults.remove(fault)
-                return _json({"message": "You are being rate limited.", "retry_after": fault[2], "global": False},
-                             429, {"Via": "1.1 google", "Retry-After": str(fault[2])})
+                return _json(
+                    {"message": "You are being rate limited.", "retry_after": fault[2], "global": False},
+                    429,
+                    {"Via": "1.1 google", "Retry-After": str(fault[2])},
+                )
         return self._answer(request.method, path, body)
 
     def _message(self, channel_id: str, body: dict[str, Any], message_id: str | None = None) -> dict[str, Any]:
-        return {"id": message_id or str(next(self._ids)), "channel_id": channel_id, "author": BOT,
-                "content": (body or {}).get("content") or "", "timestamp": now_iso(), "edited_timestamp": None,
-                "tts": False, "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [],
-                "embeds": [], "pinned": False, "type": 0, "flags": 0}
+        return {
+            "id": message_id or str(next(self._ids)),
+            "channel_id": channel_id,
+            "author": BOT,
+            "content": (body or {}).get("content") or "",
+            "timestamp": now_iso(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+        }
 
     def _answer(self, method: str, path: str, body: Any) -> web.Response:
         parts = path.strip("/").split("/")
         if path == "/users/@me":
             return _json(BOT)
         if path == "/oauth2/applications/@me":
-            return _json({"id": str(APP_ID), "name": "Wren", "description": "", "icon": None, "bot_public": True,
-                          "bot_require_code_grant": False, "owner": user("1", "Owner"), "verify_key": "k",
-                          "flags": 0})
+            return _json(
+                {
+                    "id": str(APP_ID),
+                    "name": "Wren",
+                    "description": "",
+                    "icon": None,
+                    "bot_public": True,
+                    "bot_require_code_grant": False,
+                    "owner": user("1", "Owner"),
+                    "verify_key": "k",
+                    "flags": 0,
+                }
+            )
         if parts[0] == "applications" and parts[-1] == "commands" and method == "PUT":
-            return _json([{**c, "id": str(next(self._ids)), "application_id": str(APP_ID), "version": "1",
-                           "type": c.get("type", 1)} for c in body])
+            return _json(
+                [
+                    {
+                        **c,
+                        "id": str(next(self._ids)),
+                        "application_id": str(APP_ID),
+                        "version": "1",
+                        "type": c.get("type", 1),
+                    }
+                    for c in body
+                ]
+            )
         if parts[0] == "channels" and parts[-1] == "typing":
             return web.Response(status=204)
         if parts[0] == "channels" and parts[2] == "messages":
@@ -208,10 +318,23 @@ class FakeDiscord(FakeServer[Call]):
                     await ws.send_str(json.dumps({"op": 11}))
                 elif payload["op"] == 2:
                     await self.record(Call("IDENTIFY", "/gw", payload["d"]))
-                    await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": next(self._seq), "d": {
-                        "v": 10, "user": BOT, "guilds": [], "session_id": "fake-session",
-                        "resume_gateway_url": self.gateway_url,
-                        "application": {"id": str(APP_ID), "flags": 0}}}))
+                    await ws.send_str(
+                        json.dumps(
+                            {
+                                "op": 0,
+                                "t": "READY",
+                                "s": next(self._seq),
+                                "d": {
+                                    "v": 10,
+                                    "user": BOT,
+                                    "guilds": [],
+                                    "session_id": "fake-session",
+                                    "resume_gateway_url": self.gateway_url,
+                                    "application": {"id": str(APP_ID), "flags": 0},
+                                },
+                            }
+                        )
+                    )
                     self.identified.set()
         finally:
             self._sockets.remove(ws)

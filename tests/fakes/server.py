@@ -4,7 +4,8 @@ that tests can wait on without sleeping."""
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from aiohttp import web
 
@@ -52,8 +53,10 @@ class FakeServer(Generic[C]):
 
     async def until(self, found: Callable[[], list[C]], count: int, timeout: float) -> list[C]:
         """Wait until ``found()`` lists at least ``count`` calls; return them."""
+
         async def arrived() -> list[C]:
             async with self.changed:
                 await self.changed.wait_for(lambda: len(found()) >= count)
             return found()
+
         return await asyncio.wait_for(arrived(), timeout)

@@ -10,8 +10,9 @@ import asyncio
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -75,8 +76,14 @@ class FakeTelegram(FakeServer[Call]):
         return f"http://127.0.0.1:{self.port}/file/bot"
 
     # -- what tests do -------------------------------------------------------------------------
-    def fail_next(self, method: str, status: int, description: str,
-                  when: Callable[[dict[str, Any]], bool] = lambda p: True, retry_after: int | None = None) -> None:
+    def fail_next(
+        self,
+        method: str,
+        status: int,
+        description: str,
+        when: Callable[[dict[str, Any]], bool] = lambda p: True,
+        retry_after: int | None = None,
+    ) -> None:
         params = {"retry_after": retry_after} if retry_after is not None else None
         self.faults.append(_Fault(method, status, description, when, params))
 
@@ -90,21 +97,35 @@ class FakeTelegram(FakeServer[Call]):
             self._updates.append({"update_id": next(self._update_ids), "message": message})
             self.changed.notify_all()
 
-    def message(self, text: str = "", chat_id: int = 1, user_id: int = 7, chat_type: str = "private",
-                first_name: str = "Ann", **extra: Any) -> dict[str, Any]:
+    def message(
+        self,
+        text: str = "",
+        chat_id: int = 1,
+        user_id: int = 7,
+        chat_type: str = "private",
+        first_name: str = "Ann",
+        **extra: Any,
+    ) -> dict[str, Any]:
         """A Message object as Telegram would send it."""
         chat = {"id": chat_id, "type": chat_type}
         chat.update({"first_name": first_name} if chat_type == "private" else {"title": "Group"})
-        message = {"message_id": next(self._message_ids), "date": int(time.time()), "chat": chat,
-                   "from": {"id": user_id, "is_bot": False, "first_name": first_name}}
+        message = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": {"id": user_id, "is_bot": False, "first_name": first_name},
+        }
         if text:
             message["text"] = text
         message.update(extra)
         return message
 
     def sent(self, method: str, **match: Any) -> list[Call]:
-        return [c for c in self.calls if c.method == method
-                and all(str(c.params.get(k)) == str(v) for k, v in match.items())]
+        return [
+            c
+            for c in self.calls
+            if c.method == method and all(str(c.params.get(k)) == str(v) for k, v in match.items())
+        ]
 
     async def wait_for(self, method: str, count: int = 1, timeout: float = 30.0, **match: Any) -> list[Call]:
         """Wait until ``count`` calls of ``method`` (with these parameters) have arrived."""
@@ -158,9 +179,15 @@ class FakeTelegram(FakeServer[Call]):
 
     async def _sent_message(self, params: dict[str, Any]) -> web.Response:
         chat_id = int(params["chat_id"])
-        return self._ok({"message_id": int(params.get("message_id") or next(self._message_ids)),
-                         "date": int(time.time()), "chat": {"id": chat_id, "type": "private"},
-                         "from": BOT, "text": params.get("text", "")})
+        return self._ok(
+            {
+                "message_id": int(params.get("message_id") or next(self._message_ids)),
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private"},
+                "from": BOT,
+                "text": params.get("text", ""),
+            }
+        )
 
     _m_sendMessage = _sent_message
     _m_editMessageText = _sent_message
@@ -171,8 +198,14 @@ class FakeTelegram(FakeServer[Call]):
             return self._error(400, "Bad Request: invalid file_id")
         if self.file_sizes[file_id] > DOWNLOAD_LIMIT:
             return self._error(400, "Bad Request: file is too big")
-        return self._ok({"file_id": file_id, "file_unique_id": file_id, "file_size": self.file_sizes[file_id],
-                         "file_path": f"videos/{file_id}"})
+        return self._ok(
+            {
+                "file_id": file_id,
+                "file_unique_id": file_id,
+                "file_size": self.file_sizes[file_id],
+                "file_path": f"videos/{file_id}",
+            }
+        )
 
     async def _file(self, request: web.Request) -> web.Response:
         file_id = request.match_info["path"].rsplit("/", 1)[-1]
@@ -183,9 +216,24 @@ class FakeTelegram(FakeServer[Call]):
 
     async def _m_getChatAdministrators(self, params: dict[str, Any]) -> web.Response:
         ids = self.admins.get(int(params["chat_id"]), [])
-        return self._ok([{"status": "administrator", "user": {"id": i, "is_bot": False, "first_name": "Admin"},
-                          "can_be_edited": False, "is_anonymous": False, "can_manage_chat": True,
-                          "can_delete_messages": True, "can_manage_video_chats": True,
-                          "can_restrict_members": True, "can_promote_members": False, "can_change_info": True,
-                          "can_invite_users": True, "can_post_stories": False, "can_edit_stories": False,
-                          "can_delete_stories": False} for i in ids])
+        return self._ok(
+            [
+                {
+                    "status": "administrator",
+                    "user": {"id": i, "is_bot": False, "first_name": "Admin"},
+                    "can_be_edited": False,
+                    "is_anonymous": False,
+                    "can_manage_chat": True,
+                    "can_delete_messages": True,
+                    "can_manage_video_chats": True,
+                    "can_restrict_members": True,
+                    "can_promote_members": False,
+                    "can_change_info": True,
+                    "can_invite_users": True,
+                    "can_post_stories": False,
+                    "can_edit_stories": False,
+                    "can_delete_stories": False,
+                }
+                for i in ids
+            ]
+        )

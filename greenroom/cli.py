@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Offline by design: never reach for a model hub; keep library progress bars out of the chat.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,45 +17,58 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bots.common import AdapterError  # noqa: E402
-from core.config import ConfigError, load_config, secret_values  # noqa: E402
-from core.logs import setup_logging  # noqa: E402
-from memory.characters import CharacterError  # noqa: E402
-from memory.db import DataDirError  # noqa: E402
-from memory.store import StoreError  # noqa: E402
-from models.fakenews.data import PHASES, DataError  # noqa: E402
-from models.fakenews.fetch import FetchError  # noqa: E402
-from models.files import ModelFileError  # noqa: E402
-from models.valley.errors import RUNTIMES, CheckpointError  # noqa: E402
-from models.video.frames import VideoError  # noqa: E402
+import logging
+import secrets
 
-EXPECTED = (ConfigError, DataDirError, ModelFileError, CharacterError, StoreError, ConnectionError, AdapterError,
-            FetchError, DataError, VideoError, CheckpointError)
+from greenroom.core.characters import FORMATS
+from greenroom.core.config import load_config, secret_values
+from greenroom.core.logs import setup_logging
+from greenroom.errors import UserError
+from greenroom.memory.characters import CharacterError, slug
+from greenroom.models.fakenews.data import PHASES
+from greenroom.models.valley.errors import RUNTIMES, CheckpointError
+
+if TYPE_CHECKING:
+    from greenroom.compose import Greenroom
+
+log = logging.getLogger("greenroom")
 
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
-                        help="configuration file (default: bot.toml)")
-    common.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS,
-                        help="data folder (default: GREENROOM_DATA_DIR, else the config's data_dir)")
-    parser = argparse.ArgumentParser(prog="greenroom", parents=[common],
-                                     description="Characters from your favourite stories, in your chats.")
+    common.add_argument(
+        "--config", metavar="FILE", default=argparse.SUPPRESS, help="configuration file (default: bot.toml)"
+    )
+    common.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="data folder (default: GREENROOM_DATA_DIR, else the config's data_dir)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="greenroom", parents=[common], description="Characters from your favourite stories, in your chats."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", parents=[common], help="start the enabled platforms (else the console chat)")
     run.add_argument("--console", action="store_true", help="also chat in this terminal while the platforms run")
 
     chat = sub.add_parser("chat", parents=[common], help="chat in the terminal")
-    chat.add_argument("--message", "-m", action="append", metavar="TEXT",
-                      help="send this message (repeatable, in order), print the replies and exit")
+    chat.add_argument(
+        "--message",
+        "-m",
+        action="append",
+        metavar="TEXT",
+        help="send this message (repeatable, in order), print the replies and exit",
+    )
     chat.add_argument("--user", metavar="NAME", help="who speaks (default: the local owner)")
     chat.add_argument("--json", action="store_true", help="print one JSON object per reply")
 
     character = sub.add_parser("character", parents=[common], help="manage characters")
     csub = character.add_subparsers(dest="action", required=True)
-    load = csub.add_parser("load", parents=[common],
-                           help="load or update a character: ChatHaruhi folder or .zip, role .jsonl, or card")
+    load = csub.add_parser(
+        "load", parents=[common], help="load or update a character: ChatHaruhi folder or .zip, role .jsonl, or card"
+    )
     load.add_argument("path", help="a folder, file or http(s) link")
     load.add_argument("--name", help="character name (default: from the folder)")
     listing = csub.add_parser("list", parents=[common], help="list loaded characters")
@@ -65,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     export = csub.add_parser("export", parents=[common], help="write a character in a format other tools read")
     export.add_argument("name")
     export.add_argument("out", help="output file")
-    export.add_argument("--format", choices=["card-v2", "chatharuhi-jsonl"], required=True)
+    export.add_argument("--format", choices=FORMATS, required=True)
     remove = csub.add_parser("remove", parents=[common], help="remove a character")
     remove.add_argument("name")
 
@@ -73,9 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     fsub = fakenews.add_subparsers(dest="action", required=True)
     train = fsub.add_parser("train", parents=[common], help="train a detector on the `train` rows")
     train.add_argument("--data", required=True, help="flat .jsonl, or a folder with HF/HR/MF/MR.json")
-    train.add_argument("--backbone", default="embedder",
-                       help="'embedder' (default: the configured sentence embedder + linear heads) or a local "
-                            "transformers checkpoint folder to fine-tune")
+    train.add_argument(
+        "--backbone",
+        default="embedder",
+        help="'embedder' (default: the configured sentence embedder + linear heads) or a local "
+        "transformers checkpoint folder to fine-tune",
+    )
     train.add_argument("--phase", choices=list(PHASES), default="transitional")
     train.add_argument("--mf-share", type=float, metavar="0..1", help="machine-written share of each class")
     train.add_argument("--out", required=True, help="model folder to write")
@@ -102,8 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     describe.add_argument("--checkpoint", help="Valley folder (default: the config's video.checkpoint)")
     describe.add_argument("--runtime", choices=RUNTIMES, help="default: the config's video.runtime")
     describe.add_argument("--json", action="store_true")
-    embed = vsub.add_parser("embed", parents=[common],
-                            help="write the (256+T) x hidden visual rows fed to the language model, for checking")
+    embed = vsub.add_parser(
+        "embed", parents=[common], help="write the (256+T) x hidden visual rows fed to the language model, for checking"
+    )
     embed.add_argument("file")
     embed.add_argument("--checkpoint", required=True)
     embed.add_argument("--out", required=True, metavar="FILE.npy")
@@ -113,9 +131,12 @@ def _parser() -> argparse.ArgumentParser:
     msub = memory.add_subparsers(dest="action", required=True)
     mexport = msub.add_parser("export", parents=[common], help="write every index (vectors included) to a file")
     mexport.add_argument("file")
-    mimport = msub.add_parser("import", parents=[common],
-                              help="write the indexes in a file into the configured store (memory.qdrant_url)")
+    mimport = msub.add_parser(
+        "import", parents=[common], help="write the indexes in a file into the configured store (memory.qdrant_url)"
+    )
     mimport.add_argument("file")
+
+    sub.add_parser("plugins", parents=[common], help="list the installed adapter, handler and command plugins")
 
     worker = sub.add_parser("worker", parents=[common], help="run jobs from the Redis queue")
     worker.add_argument("kind", choices=["video"])
@@ -127,19 +148,26 @@ def _parser() -> argparse.ArgumentParser:
     delta.add_argument("base")
     delta.add_argument("delta")
     delta.add_argument("out")
-    convert = wsub.add_parser("convert", parents=[common],
-                              help="write a checkpoint as vision/projector safetensors + a GGUF language model (CPU)")
+    convert = wsub.add_parser(
+        "convert",
+        parents=[common],
+        help="write a checkpoint as vision/projector safetensors + a GGUF language model (CPU)",
+    )
     convert.add_argument("checkpoint")
     convert.add_argument("out")
     convert.add_argument("--outtype", choices=("f16", "f32"), default="f16")
     return parser
 
 
-def _chat(app, args: argparse.Namespace) -> int:
-    from bots.console import Console
+def _console(app: Greenroom, user: str | None, json_mode: bool = False):
+    from greenroom.bots.console import Console
 
-    app.ensure_default_character()
-    console = Console(app, args.user, json_mode=args.json)
+    return Console(app.dispatcher, app.persona, app.factcheck.idle, app.config.console, user, json_mode)
+
+
+def _chat(app: Greenroom, args: argparse.Namespace) -> int:
+    app.characters.ensure_default()
+    console = _console(app, args.user, json_mode=args.json)
     if args.message:
         asyncio.run(console.run_script(args.message))
     else:
@@ -147,33 +175,33 @@ def _chat(app, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(app, args: argparse.Namespace) -> int:
-    from bots.console import Console
-    from bots.runner import enabled_adapters, serve
+def _run(app: Greenroom, args: argparse.Namespace) -> int:
+    from greenroom.serve import serve
 
-    adapters = enabled_adapters(app, app.config)
+    adapters = app.adapters()
     if not adapters:
-        print("No chat platform token is set (DISCORD_TOKEN, TELEGRAM_TOKEN): starting the console chat.",
-              file=sys.stderr)
+        print(
+            "No chat platform token is set (DISCORD_TOKEN, TELEGRAM_TOKEN): starting the console chat.", file=sys.stderr
+        )
         args.user, args.json, args.message = None, False, None
         return _chat(app, args)
-    app.ensure_default_character()
+    app.characters.ensure_default()
     print(f"greenroom: starting {', '.join(a.name for a in adapters)}; SIGTERM or Ctrl-C stops", file=sys.stderr)
-    return asyncio.run(serve(app, adapters, Console(app, None) if args.console else None))
+    return asyncio.run(serve(app, lambda: adapters, _console(app, None) if args.console else None))
 
 
-def _character(app, args: argparse.Namespace) -> int:
-    from memory.characters import slug
-
+def _character(app: Greenroom, args: argparse.Namespace) -> int:
     if args.action == "load":
         if args.path.lower().startswith(("http://", "https://")):
-            result, note = asyncio.run(app.load_url(args.path, args.name))
+            result, note = asyncio.run(app.characters.load_url(args.path, args.name))
         else:
-            result, note = app.load_character(args.path, args.name, progress=sys.stderr.isatty())
+            result, note = app.characters.load(args.path, args.name, progress=sys.stderr.isatty())
         character = result.character
         if result.changed:
-            print(f"loaded {character.name} ({character.id}): {result.stories} stories, "
-                  f"{result.passages} passages in {result.seconds:.1f} s; {note}")
+            print(
+                f"loaded {character.name} ({character.id}): {result.stories} stories, "
+                f"{result.passages} passages in {result.seconds:.1f} s; {note}"
+            )
         else:
             print(f"{character.name} ({character.id}) is already loaded with the same content")
     elif args.action == "list":
@@ -191,28 +219,30 @@ def _character(app, args: argparse.Namespace) -> int:
         if row is None:
             raise CharacterError(f"no character named '{cid}'")
         c, _ = app.library.character(cid)
-        detail = {**row, "speaker_aliases": list(c.speaker_aliases), "greeting": c.greeting,
-                  "settings": c.settings, "system_prompt": c.system_prompt}
+        detail = {
+            **row,
+            "speaker_aliases": list(c.speaker_aliases),
+            "greeting": c.greeting,
+            "settings": c.settings,
+            "system_prompt": c.system_prompt,
+        }
         if args.json:
             print(json.dumps(detail, ensure_ascii=False))
         else:
             for key, value in detail.items():
                 print(f"{key}: {value}")
     elif args.action == "export":
-        count = app.export_character(slug(args.name), Path(args.out), args.format)
+        count = app.characters.export(slug(args.name), Path(args.out), args.format)
         print(f"wrote {count} stories of {slug(args.name)} to {args.out} ({args.format})")
     elif args.action == "remove":
-        if not app.library.remove(slug(args.name)):
-            raise CharacterError(f"no character named '{slug(args.name)}'")
-        app.settings.forget_value("character", slug(args.name))
-        print(f"removed {slug(args.name)}")
+        print(f"removed {app.characters.remove(args.name)}")
     return 0
 
 
-def _fakenews(app, args: argparse.Namespace) -> int:
-    from models.fakenews import training
-    from models.fakenews.data import read_records
-    from models.fakenews.detector import DEFAULT_MODEL, baseline_of, load_detector
+def _fakenews(app: Greenroom, args: argparse.Namespace) -> int:
+    from greenroom.models.fakenews import training
+    from greenroom.models.fakenews.data import read_records
+    from greenroom.models.fakenews.detector import DEFAULT_MODEL, baseline_of, load_detector
 
     records = read_records(args.data)
     progress = sys.stderr.isatty()
@@ -237,30 +267,30 @@ def _fakenews(app, args: argparse.Namespace) -> int:
         evaluation = training.evaluate(load_detector(folder, lambda: app.embedder), baseline, rows)
         print(json.dumps(evaluation.to_json()) if args.json else evaluation.table())
     else:
-        rows = training.sweep(records, app.embedder, progress=progress)
+        swept = training.sweep(records, app.embedder, progress=progress)
         if args.json:
-            print(json.dumps([{"phase": p, "mf_share": s, **e.to_json()} for p, s, e in rows]))
+            print(json.dumps([{"phase": p, "mf_share": s, **e.to_json()} for p, s, e in swept]))
         else:
-            print(training.sweep_table(rows))
+            print(training.sweep_table(swept))
     return 0
 
 
-def _links(app, args: argparse.Namespace) -> int:
+def _links(app: Greenroom, args: argparse.Namespace) -> int:
     verdict = asyncio.run(app.link_checker.check(args.url))
     if args.json:
         print(json.dumps(verdict.to_json(), ensure_ascii=False))
     else:
-        from core.factcheck import describe
+        from greenroom.core.factcheck import describe
 
         print(describe(verdict))
     return 1 if verdict.verdict == "error" else 0
 
 
-def _video(app, args: argparse.Namespace) -> int:
+def _video(app: Greenroom, args: argparse.Namespace) -> int:
     import numpy as np
 
-    from models.valley.generate import Decoding
-    from models.valley.prompt import DEFAULT_QUESTION
+    from greenroom.models.valley.generate import Decoding
+    from greenroom.models.valley.prompt import DEFAULT_QUESTION
 
     c = app.config.video
     if not (args.checkpoint or c.checkpoint):
@@ -274,46 +304,67 @@ def _video(app, args: argparse.Namespace) -> int:
     question = args.question or DEFAULT_QUESTION
     answer = valley.ask(clip, question, decoding=Decoding(c.max_new_tokens, c.temperature))
     if args.json:
-        print(json.dumps({"file": args.file, "question": question, "answer": answer.text, "runtime": valley.runtime,
-                          "template": valley.template, "frames": clip.indices, "total_frames": clip.total_frames,
-                          "prompt_tokens": answer.prompt_tokens, "completion_tokens": len(answer.tokens),
-                          "first_token_s": round(answer.first_token_s, 3), "seconds": round(answer.seconds, 3)}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "file": args.file,
+                    "question": question,
+                    "answer": answer.text,
+                    "runtime": valley.runtime,
+                    "template": valley.template,
+                    "frames": clip.indices,
+                    "total_frames": clip.total_frames,
+                    "prompt_tokens": answer.prompt_tokens,
+                    "completion_tokens": len(answer.tokens),
+                    "first_token_s": round(answer.first_token_s, 3),
+                    "seconds": round(answer.seconds, 3),
+                },
+                ensure_ascii=False,
+            )
+        )
     else:
         print(answer.text)
     return 0
 
 
-def _valley(app, args: argparse.Namespace) -> int:
-    from models.valley.convert import apply_delta, convert
+def _valley(app: Greenroom, args: argparse.Namespace) -> int:
+    from greenroom.models.valley.convert import apply_delta, convert
 
     if args.action == "apply-delta":
         count = apply_delta(Path(args.base), Path(args.delta), Path(args.out))
         print(f"wrote {count} tensors to {args.out}")
     else:
         meta = convert(Path(args.checkpoint), Path(args.out), args.outtype)
-        print(f"wrote {args.out}: vision tower ({meta['vision_layers']} layers), projector, language.gguf "
-              f"({args.outtype}); token ids checked: {meta['token_ids']}")
+        print(
+            f"wrote {args.out}: vision tower ({meta['vision_layers']} layers), projector, language.gguf "
+            f"({args.outtype}); token ids checked: {meta['token_ids']}"
+        )
     return 0
 
 
-def _memory(app, args: argparse.Namespace) -> int:
-    from memory.transfer import export_store, import_store
+def _memory(app: Greenroom, args: argparse.Namespace) -> int:
+    from greenroom.memory.transfer import export_store, import_store
 
     path = Path(args.file)
-    if args.action == "export":
-        counts = export_store(app.store, path)
-    else:
-        counts = import_store(app.store, path)
+    counts = (export_store if args.action == "export" else import_store)(app.store, path)
     verb = "wrote" if args.action == "export" else "imported"
-    print(f"{verb} {len(counts)} indexes, {sum(counts.values())} points"
-          + (f": {', '.join(f'{k} ({v})' for k, v in counts.items())}" if counts else ""))
+    print(
+        f"{verb} {len(counts)} indexes, {sum(counts.values())} points"
+        + (f": {', '.join(f'{k} ({v})' for k, v in counts.items())}" if counts else "")
+    )
     return 0
 
 
-def _worker(app, args: argparse.Namespace) -> int:
-    from core.video_worker import run_worker
+def _worker(app: Greenroom, args: argparse.Namespace) -> int:
+    return app.run_video_worker(burst=args.burst)
 
-    return run_worker(app, burst=args.burst)
+
+def _plugins(app: Greenroom, args: argparse.Namespace) -> int:
+    from greenroom.compose import describe_plugins
+
+    for group, names in describe_plugins().items():
+        print(f"{group}: {', '.join(names) or '(none)'}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,19 +373,33 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(getattr(args, "config", None), getattr(args, "data_dir", None))
         setup_logging(config.bot.log_level, secret_values(config))
-        from core.app import Greenroom
+        from greenroom.compose import Greenroom
 
         app = Greenroom(config)
-        handler = {"run": _run, "chat": _chat, "character": _character, "fakenews": _fakenews,
-                   "links": _links, "video": _video, "valley": _valley, "memory": _memory,
-                   "worker": _worker}[args.command]
+        handler = {
+            "run": _run,
+            "chat": _chat,
+            "character": _character,
+            "fakenews": _fakenews,
+            "links": _links,
+            "video": _video,
+            "valley": _valley,
+            "memory": _memory,
+            "worker": _worker,
+            "plugins": _plugins,
+        }[args.command]
         return handler(app, args)
-    except EXPECTED as e:
-        print(f"greenroom: {e}", file=sys.stderr)
+    except UserError as e:
+        print(f"greenroom: {getattr(e, 'detail', e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ngreenroom: interrupted; nothing was changed", file=sys.stderr)
         return 130
+    except Exception:
+        error_id = secrets.token_hex(4)
+        log.exception("greenroom %s failed (error id %s)", args.command, error_id)
+        print(f"greenroom: something went wrong (error id {error_id}); the log has the details", file=sys.stderr)
+        return 1
     finally:
         if app is not None:
             app.close()

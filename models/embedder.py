@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from models.files import resolve_model_path
+from greenroom.models.files import resolve_model_path
 
 
 class Embedder:
@@ -18,8 +18,8 @@ class Embedder:
         path = resolve_model_path(model)
         self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
         self.name = name or (path.name if path.name != "model" else path.parent.name)
-        self.dim = int(self.model.get_embedding_dimension())
-        self.max_tokens = int(self.model.max_seq_length)
+        self.dim = int(self.model.get_embedding_dimension() or 0)
+        self.max_tokens = int(self.model.max_seq_length or 0)
         self.batch_size = batch_size
         self._lock = threading.Lock()  # one forward pass at a time; torch uses all cores already
         self._traced = self._trace()
@@ -27,8 +27,13 @@ class Embedder:
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """Unit vectors as float32 rows."""
         with self._lock:
-            vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                        convert_to_numpy=True, show_progress_bar=progress)
+            vectors = self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            )
         return np.asarray(vectors, dtype=np.float32)
 
     def query(self, text: str) -> np.ndarray:
@@ -63,9 +68,16 @@ class Embedder:
             example = self.model.tokenizer(["a short example query"], return_tensors="pt")
             with warnings.catch_warnings(), torch.inference_mode():
                 warnings.simplefilter("ignore")
-                traced = torch.jit.freeze(torch.jit.trace(
-                    auto, example_kwarg_inputs={"input_ids": example["input_ids"],
-                                                "attention_mask": example["attention_mask"]}, strict=False).eval())
+                traced = torch.jit.freeze(
+                    torch.jit.trace(
+                        auto,
+                        example_kwarg_inputs={
+                            "input_ids": example["input_ids"],
+                            "attention_mask": example["attention_mask"],
+                        },
+                        strict=False,
+                    ).eval()
+                )
             self._traced = lambda ids, mask: (traced(input_ids=ids, attention_mask=mask)["last_hidden_state"],)
             probe = "A longer probe sentence, with punctuation, to check the trace against the model."
             if float(self.query(probe) @ self.encode([probe])[0]) > 0.99999:

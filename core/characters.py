@@ -1,0 +1,173 @@
+"""Loading, reloading, exporting and removing characters: one service for the chat commands and
+the command line alike.
+
+A character comes from a path on the bot's machine, a link (through the safe fetcher), or a file
+sent in chat. Files that came over the network are kept in ``uploads/<character id>/`` once they
+have loaded, so `/character reload` reads that character's own file again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from yarl import URL
+
+from greenroom.core.config import FetchSection
+from greenroom.core.events import Attachment
+from greenroom.memory.cards import character_to_card
+from greenroom.memory.characters import CharacterError, slug
+from greenroom.memory.chatharuhi_jsonl import column_name, write_jsonl
+from greenroom.memory.importers import read_character
+from greenroom.memory.library import Library, LoadResult
+from greenroom.memory.settings import Settings
+from greenroom.models.embedder import Embedder
+from greenroom.models.fakenews.fetch import SafeFetcher
+
+log = logging.getLogger(__name__)
+
+DEMO_CHARACTERS = Path(__file__).resolve().parent.parent / "memory" / "demo"
+CHARACTER_TYPES = (
+    "application/json",
+    "application/zip",
+    "application/x-zip-compressed",
+    "application/octet-stream",
+    "application/jsonl",
+    "application/x-ndjson",
+    "text/plain",
+    "image/png",
+    "image/apng",
+)
+FORMATS = ("card-v2", "chatharuhi-jsonl")
+
+Loaded = tuple[LoadResult, str]  # what loaded, and a note on the format read
+
+
+class Characters:
+    """The character use-cases over the library."""
+
+    def __init__(
+        self,
+        library: Library,
+        embedder: Embedder,
+        settings: Settings,
+        fetch: FetchSection,
+        uploads: Path,
+        default_character: str,
+    ) -> None:
+        self.library = library
+        self.embedder = embedder
+        self.settings = settings
+        self.fetch = fetch
+        self.uploads = uploads
+        self.default_character = default_character
+
+    def load(
+        self,
+        path: str | Path,
+        name: str | None = None,
+        progress: bool = False,
+        kept_at: Callable[[str], Path] | None = None,
+        url: str | None = None,
+    ) -> Loaded:
+        """Read a character package in any supported format and load it (atomically).
+
+        ``kept_at(character id)`` is where the file is kept, when that is not ``path`` (an upload
+        being staged); ``url`` is where a reload fetches it again.
+        """
+        imported = read_character(path, name, column_name(self.embedder.name), self.embedder.dim)
+        cid = imported.character.id
+        kept = kept_at(cid) if kept_at else Path(path).expanduser().resolve()
+        source = {"path": str(kept), "name": name}
+        if url:
+            source["url"] = url
+        previous = self.library.source_of(cid).get("path")
+        if previous and previous != source["path"]:
+            raise CharacterError(
+                f"a character named '{cid}' is already loaded from {previous}; load this one "
+                f"with --name NAME, or remove '{cid}' first"
+            )
+        result = self.library.load(imported.character, progress=progress, vectors=imported.vectors, source=source)
+        return result, imported.note
+
+    async def load_upload(self, attachment: Attachment, name: str | None) -> Loaded:
+        """Load a character file sent in chat."""
+        return await self._load_bytes(attachment.filename, await attachment.read(), name)
+
+    async def load_url(self, url: str, name: str | None) -> Loaded:
+        """Load a character from a link, through the safe fetcher (public addresses, size and time limits)."""
+        c = self.fetch
+        fetcher = SafeFetcher(c.deadline, int(c.max_character_mb * 1_000_000), c.allow)
+        fetched = await fetcher.get(url, CHARACTER_TYPES)
+        return await self._load_bytes(URL(fetched.url).name or "character", fetched.body, name, url)
+
+    async def reload(self, character_id: str) -> Loaded | None:
+        """Load a character again from where it came; None when it did not come from a file."""
+        source = self.library.source_of(character_id)
+        if not source:
+            return None
+        if source.get("url"):
+            return await self.load_url(source["url"], source.get("name"))
+        return await asyncio.to_thread(self.load, source["path"], source.get("name"))
+
+    async def _load_bytes(self, filename: str, data: bytes, name: str | None, url: str | None = None) -> Loaded:
+        """Load a character file that came over the network. It is kept in `uploads/<id>/` (for
+        /character reload) only once it has loaded; a failed load leaves the previous one in place."""
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        filename = re.sub(r"[^\w.-]", "_", Path(filename).name).lstrip(".") or "character"
+        staging = Path(tempfile.mkdtemp(dir=self.uploads, prefix=".incoming-"))
+
+        def kept_at(cid: str) -> Path:
+            return self.uploads / cid / filename
+
+        try:
+            incoming = staging / filename
+            incoming.write_bytes(data)
+            loaded = await asyncio.to_thread(self.load, incoming, name, kept_at=kept_at, url=url)
+            kept = kept_at(loaded[0].character.id)
+            kept.parent.mkdir(exist_ok=True)
+            os.replace(incoming, kept)
+            return loaded
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def export(self, character_id: str, out: Path, format: str) -> int:
+        """Write a character as a V2 card (JSON) or a ChatHaruhi role jsonl with this embedder's
+        vectors; returns the story count."""
+        character, _ = self.library.character(character_id)
+        if format == "card-v2":
+            out.write_text(json.dumps(character_to_card(character), ensure_ascii=False, indent=2), encoding="utf-8")
+        else:
+            vectors = self.embedder.encode([s.text for s in character.stories])
+            write_jsonl(character, vectors, column_name(self.embedder.name), out)
+        return len(character.stories)
+
+    def remove(self, name: str) -> str:
+        """Remove a character; chats that used it go back to the default. Returns its id."""
+        cid = slug(name)
+        if not self.library.remove(cid):
+            raise CharacterError(f"no character named '{cid}'")
+        self.settings.forget_value("character", cid)
+        return cid
+
+    def ensure_default(self) -> None:
+        """Load the bundled demo character when the default one is not in the library yet."""
+        cid = self.default_character
+        if cid in self.library.ids():
+            return
+        folder = DEMO_CHARACTERS / cid
+        if not folder.is_dir():
+            raise CharacterError(
+                f"the default character '{cid}' is not loaded; load it with "
+                f"`greenroom character load PATH --name {cid}`"
+            )
+        log.info("loading the bundled character %s", cid)
+        self.load(folder, progress=sys.stderr.isatty())

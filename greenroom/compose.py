@@ -1,0 +1,262 @@
+"""The composition root: the one place that builds the services of a process from its configuration
+(configuration -> stores -> models -> services -> handlers -> dispatcher -> adapters).
+
+Everything is built on first use, so `greenroom character list` never waits for a language model.
+Handlers, commands and platform adapters come from plugins (`core.plugins`); each is given the
+services it uses when it is built.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import cached_property, partial
+from typing import TYPE_CHECKING
+
+from greenroom.core.adapter import Adapter
+from greenroom.core.audit import AuditLog
+from greenroom.core.characters import Characters
+from greenroom.core.commands import Access, CommandRegistry, Context
+from greenroom.core.config import Config, secret
+from greenroom.core.dispatch import Dispatcher
+from greenroom.core.factcheck import FactCheck
+from greenroom.core.health import probe
+from greenroom.core.metrics import Metrics
+from greenroom.core.persona import PersonaEngine
+from greenroom.core.plugins import ADAPTERS, COMMANDS, HANDLERS, AdapterHost, load_plugins
+from greenroom.core.ratelimit import RateLimiter
+from greenroom.core.video import VideoDesk
+from greenroom.memory.db import Database, ensure_writable
+from greenroom.memory.history import History
+from greenroom.memory.library import Library
+from greenroom.memory.settings import Settings
+from greenroom.memory.store import Cluster, EdgeStore, MemoryStore, ServerStore
+from greenroom.memory.verdicts import VerdictCache
+from greenroom.models.embedder import Embedder
+from greenroom.models.fakenews.checker import LinkChecker
+from greenroom.models.fakenews.detector import load_detector
+from greenroom.models.fakenews.fetch import SafeFetcher
+from greenroom.models.llm import LLM, LlamaCppLLM
+from greenroom.models.video.frames import Limits
+
+if TYPE_CHECKING:
+    from greenroom.models.valley.model import Valley
+
+log = logging.getLogger(__name__)
+
+
+class Greenroom:
+    """The services of one bot process (or one command-line command). ``embedder`` and ``llm``
+    replace the configured models (tests share loaded ones)."""
+
+    def __init__(self, config: Config, embedder: Embedder | None = None, llm: LLM | None = None) -> None:
+        self.config = config
+        self.data_dir = ensure_writable(config.data_path())
+        self.db = Database(self.data_dir / "greenroom.sqlite3")
+        self.history = History(self.db)
+        self.settings = Settings(self.db)
+        self.audit = AuditLog(self.data_dir / "audit.log")
+        self.metrics = Metrics()
+        if embedder is not None:
+            self.embedder = embedder
+        if llm is not None:
+            self.llm = llm
+        self._dispatcher: Dispatcher | None = None
+        self._library: Library | None = None
+        self._persona: PersonaEngine | None = None
+
+    # ----- stores and models ---------------------------------------------------------------------
+
+    @cached_property
+    def store(self) -> MemoryStore:
+        c = self.config.memory
+        if c.qdrant_url:
+            return ServerStore.connect(
+                c.qdrant_url,
+                secret(c.qdrant_api_key_env),
+                Cluster(c.shard_number, c.replication_factor, c.on_disk_payload),
+            )
+        return EdgeStore(self.data_dir / "qdrant")
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        c = self.config.embedder
+        return Embedder(c.model, c.device, c.batch_size, c.name)
+
+    @cached_property
+    def llm(self) -> LLM:
+        c = self.config.llm
+        if c.backend == "openai":
+            from greenroom.models.llm.openai import OpenAIChatLLM
+
+            return OpenAIChatLLM(
+                c.base_url,
+                c.server_model or "default",
+                c.model,
+                secret(c.api_key_env) or "",
+                c.n_ctx,
+                c.timeout,
+                c.retries,
+                slots=c.slots,
+            )
+        return LlamaCppLLM(c.model, c.sha256, n_ctx=c.n_ctx, n_threads=c.n_threads, seed=c.seed)
+
+    def load_valley(self, checkpoint: str | None = None, runtime: str | None = None) -> Valley:
+        """Valley as configured in ``[video]`` (limits included); the command line may name another folder."""
+        from greenroom.models.valley.model import load_valley
+
+        c = self.config.video
+        limits = Limits(max_seconds=c.max_minutes * 60, max_side=c.max_side, decode_seconds=c.decode_seconds)
+        return load_valley(
+            checkpoint or c.checkpoint,
+            runtime or c.runtime,
+            frames=c.frames,
+            template=c.template,
+            vision_dtype=c.vision_dtype,
+            limits=limits,
+            n_threads=self.config.llm.n_threads,
+        )
+
+    @cached_property
+    def valley(self) -> Valley:
+        return self.load_valley()
+
+    # ----- services ------------------------------------------------------------------------------
+
+    @property
+    def library(self) -> Library:
+        if self._library is None:
+            self._library = Library(self.db, self.store, self.embedder, self.llm.count_tokens, self.llm.tokenizer_id)
+        return self._library
+
+    @cached_property
+    def characters(self) -> Characters:
+        return Characters(
+            self.library,
+            self.embedder,
+            self.settings,
+            self.config.fetch,
+            self.data_dir / "uploads",
+            self.config.persona.default_character,
+        )
+
+    @property
+    def persona(self) -> PersonaEngine:
+        if self._persona is None:
+            self._persona = PersonaEngine(
+                self.library, self.history, self.settings, self.llm, self.config.persona, self.metrics
+            )
+        return self._persona
+
+    @property
+    def models_loaded(self) -> bool:
+        """Whether the chat is ready to answer (readiness says "still loading" until then)."""
+        return self._persona is not None
+
+    @cached_property
+    def link_checker(self) -> LinkChecker:
+        c = self.config
+        fetcher = SafeFetcher(c.fetch.deadline, int(c.fetch.max_article_mb * 1_000_000), c.fetch.allow)
+        return LinkChecker(
+            fetcher,
+            lambda: load_detector(c.factcheck.model or None, lambda: self.embedder),
+            VerdictCache(self.db, c.factcheck.cache_minutes * 60),
+            c.factcheck.threshold,
+        )
+
+    @cached_property
+    def factcheck(self) -> FactCheck:
+        return FactCheck(lambda: self.link_checker, self.settings, self.config.factcheck, self.metrics)
+
+    @cached_property
+    def video(self) -> VideoDesk:
+        c = self.config.video
+        if c.queue == "redis":
+            from greenroom.core.video_redis import RedisJobs
+
+            # a worker elsewhere posts the description: this process never sees it to comment on
+            return VideoDesk(
+                c, lambda: self.valley, self.data_dir / "video-tmp", metrics=self.metrics, jobs=RedisJobs.connect(c)
+            )
+        return VideoDesk(
+            c, lambda: self.valley, self.data_dir / "video-tmp", self._comment_in_lane, metrics=self.metrics
+        )
+
+    async def _comment_in_lane(self, ctx: Context, description: str) -> None:
+        """The character's comment on a described clip waits its turn in the conversation's lane."""
+        persona = self.persona
+        await self.dispatcher.enqueue(ctx, lambda queued: persona.comment_on_clip(queued, description))
+
+    # ----- handlers, dispatcher, adapters ---------------------------------------------------------
+
+    @cached_property
+    def commands(self) -> CommandRegistry:
+        registry = CommandRegistry()
+        for factory in load_plugins(COMMANDS).values():
+            registry.include(factory(self))
+        return registry
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The dispatcher with every handler plugin's routes and observers (built once)."""
+        if self._dispatcher is None:
+            c = self.config
+            self._dispatcher = dispatcher = Dispatcher(
+                Access(frozenset(c.bot.owners), frozenset(c.bot.admins), self.settings),
+                c.dispatch.lane_depth,
+                chat_mode=lambda key: self.settings.get(key.chat, "mode") or "mention",
+                rate=RateLimiter(c.dispatch.user_rate_per_minute, c.dispatch.user_burst),
+                metrics=self.metrics,
+            )
+            for factory in load_plugins(HANDLERS).values():
+                for handler in factory(self):
+                    dispatcher.add(handler)
+        return self._dispatcher
+
+    @property
+    def host(self) -> AdapterHost:
+        """What adapter plugins are built with."""
+        return AdapterHost(self.dispatcher, self.commands, self.config)
+
+    def adapters(self) -> list[Adapter]:
+        """An adapter for each platform plugin that is enabled (for the built-ins: its token is set)."""
+        host = self.host
+        return [adapter for factory in load_plugins(ADAPTERS).values() if (adapter := factory(host)) is not None]
+
+    async def readiness(self, adapters: Sequence[Adapter]) -> dict[str, str | None]:
+        """Each check's failure (None when it passes): every adapter connected, memory store reachable,
+        model loaded (and its server answering), video queue reachable when it is on Redis."""
+        checks: dict[str, str | None] = {a.name: None if a.ready else "not connected" for a in adapters}
+        checks["memory"] = await probe(lambda: self.store.names())
+        checks["model"] = await probe(self._ping_model) if self.models_loaded else "still loading"
+        if self.config.video.queue == "redis" and self.video.enabled:
+            checks["video queue"] = await probe(self.video.jobs.ping)
+        return checks
+
+    def _ping_model(self) -> None:
+        if ping := getattr(self.llm, "ping", None):
+            ping()
+
+    def run_video_worker(self, burst: bool = False) -> int:
+        """`greenroom worker video`: jobs from Redis, answers posted through the platform APIs."""
+        from greenroom.bots.remote import remote_replier
+        from greenroom.core.video_worker import run_worker
+
+        return run_worker(
+            self.config,
+            lambda: self.valley,
+            self.data_dir / "video-tmp",
+            self.metrics,
+            partial(remote_replier, self.config),
+            burst=burst,
+        )
+
+    def close(self) -> None:
+        if self._library is not None:
+            self._library.close()
+        self.db.close()
+
+
+def describe_plugins() -> dict[str, list[str]]:
+    """The plugins installed in each group (for `greenroom plugins`)."""
+    return {group: sorted(load_plugins(group)) for group in (ADAPTERS, HANDLERS, COMMANDS)}

@@ -1,0 +1,155 @@
+"""A third-party plugin package (one adapter, one command), built and installed from a temporary
+folder, found through its entry points, and driven with a message end to end."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from greenroom.compose import describe_plugins
+
+PYPROJECT = """
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "greenroom-echo"
+version = "0.1.0"
+
+[project.entry-points."greenroom.adapters"]
+echo = "greenroom_echo:adapter"
+
+[project.entry-points."greenroom.commands"]
+echo = "greenroom_echo:commands"
+"""
+
+PLUGIN = '''
+"""An echo platform (messages come from `hear`) and a /shout command."""
+import itertools
+from contextlib import asynccontextmanager
+
+from greenroom.core.adapter import SentRef
+from greenroom.core.commands import CommandSet, Level
+from greenroom.core.events import Actor, ConversationKey, Message
+
+ids = itertools.count(1)
+
+
+class Replier:
+    max_len, edit_interval, placeholder_delay = 4000, 0.0, 0.0
+
+    def __init__(self):
+        self.sent = []
+
+    async def send(self, text):
+        self.sent.append(text)
+        return SentRef(str(len(self.sent) - 1))
+
+    async def edit(self, ref, text):
+        self.sent[int(ref.id)] = text
+
+    @asynccontextmanager
+    async def typing(self):
+        yield
+
+    async def report(self, trace):
+        pass
+
+
+class EchoAdapter:
+    name = "echo"
+
+    def __init__(self, host, greeting):
+        self.dispatcher, self.greeting, self.ready = host.dispatcher, greeting, False
+
+    async def start(self):
+        self.ready = True
+
+    async def watch(self):
+        pass
+
+    async def stop_intake(self):
+        self.ready = False
+
+    async def close(self):
+        pass
+
+    async def hear(self, text, user="ada"):
+        """One message in; the bot's answers out."""
+        replier = Replier()
+        message = Message(id=str(next(ids)), key=ConversationKey("echo", user), author=Actor("echo", user, user),
+                          text=text, is_direct=True)
+        done = await self.dispatcher.submit(message, replier)
+        if done is not None:
+            await done
+        return replier.sent
+
+
+def adapter(host):
+    settings = host.config.plugins.get("echo", {})
+    return EchoAdapter(host, settings["greeting"]) if settings.get("enabled") else None
+
+
+def commands(services):
+    found = CommandSet()
+    history = services.history
+
+    @found.add("shout", Level.USER, "/shout TEXT", "say it louder")
+    async def shout(ctx, args):
+        return f"{args.upper()}! ({len(history.recent(str(ctx.message.key), 'wren', 5))} turns so far)"
+
+    return found
+'''
+
+
+@pytest.fixture
+def echo_plugin(tmp_path, monkeypatch):
+    """`pip install` of the plugin into a folder put on sys.path (the venv stays as it was)."""
+    src, target = tmp_path / "greenroom-echo", tmp_path / "site"
+    src.mkdir()
+    (src / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
+    (src / "greenroom_echo.py").write_text(textwrap.dedent(PLUGIN), encoding="utf-8")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    monkeypatch.syspath_prepend(str(target))
+    importlib.invalidate_caches()
+    yield
+    sys.modules.pop("greenroom_echo", None)
+
+
+async def test_a_third_party_adapter_and_command_are_found_and_serve(echo_plugin, open_app, monkeypatch) -> None:
+    for token in ("DISCORD_TOKEN", "TELEGRAM_TOKEN"):
+        monkeypatch.delenv(token, raising=False)
+    assert "echo" in describe_plugins()["greenroom.adapters"]
+    app = open_app('[plugins.echo]\nenabled = true\ngreeting = "hi"\n')
+    [echo] = app.adapters()
+    await echo.start()
+    assert await echo.hear("/shout hello there") == ["HELLO THERE! (0 turns so far)"]
+    help_lines = (await echo.hear("/help"))[0].splitlines()
+    assert "/shout TEXT: say it louder" in help_lines and "/character list: list the loaded characters" in help_lines
+    assert await echo.hear("/nope") == ["Unknown command /nope. Send /help for the list."]
+
+
+def test_a_plugin_that_is_not_enabled_adds_no_adapter(echo_plugin, open_app, monkeypatch) -> None:
+    for token in ("DISCORD_TOKEN", "TELEGRAM_TOKEN"):
+        monkeypatch.delenv(token, raising=False)
+    assert open_app().adapters() == []
