@@ -15,12 +15,14 @@ class AuditLog:
         self.path = path
         self._lock = threading.Lock()
 
-    def record(self, message: Message, command: str, args: str, outcome: str) -> None:
+    def record(self, message: Message, command: str, args: str, outcome: str, scope: str) -> None:
+        """One admin command run: ``scope`` is where it acts, "chat" (that chat only) or "bot"."""
         entry = {
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "who": message.author.ref,
             "name": message.author.display_name,
             "where": str(message.key),
+            "scope": scope,
             "command": command,
             "args": args,
             "outcome": outcome,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 
-from greenroom.core.commands import CommandSet, Context, Level
+from greenroom.core.commands import ACL_CHATS, ACL_USERS, CommandSet, Context, Level, refusal
 from greenroom.core.services import Services
 from greenroom.memory.characters import CharacterError, slug
 from greenroom.memory.library import LoadResult
@@ -34,8 +34,8 @@ def characters(s: Services) -> CommandSet:
     @commands.add(
         "character load",
         Level.ADMIN,
-        "/character load PATH|URL|attached file [--name NAME]",
-        "load or update a character (ChatHaruhi folder, .zip, .jsonl, or a card)",
+        "/character load URL|attached file [--name NAME]",
+        "load or update a character (ChatHaruhi folder, .zip, .jsonl, or a card); owners: also a PATH",
     )
     async def load(ctx: Context, args: str) -> str:
         words = _split(args)
@@ -53,6 +53,8 @@ def characters(s: Services) -> CommandSet:
             result, note = await service.load_upload(files[0], name)
         elif words[0].lower().startswith(("http://", "https://")):
             result, note = await service.load_url(words[0], name)
+        elif ctx.level < Level.OWNER:  # a path on the bot's own machine
+            return refusal("character load PATH", Level.OWNER, ctx.level)
         else:
             result, note = await asyncio.to_thread(service.load, words[0], name)
         character = result.character
@@ -72,7 +74,7 @@ def characters(s: Services) -> CommandSet:
         lines = [f"{'*' if r['id'] == current else '-'} {r['id']}: {r['name']} ({r['stories']} stories)" for r in rows]
         return "Characters (* = this chat's):\n" + "\n".join(lines)
 
-    @commands.add("character use", Level.ADMIN, "/character use NAME", "switch this chat to a character")
+    @commands.add("character use", Level.CHAT_ADMIN, "/character use NAME", "switch this chat to a character")
     async def use(ctx: Context, args: str) -> str:
         if not args:
             return "Usage: /character use NAME"
@@ -133,7 +135,7 @@ def conversation(s: Services) -> CommandSet:
         removed = history.clear(str(ctx.message.key), only)
         return f"Forgot our conversation ({removed} turns). The character stays."
 
-    @commands.add("reset all", Level.ADMIN, "/reset all", "forget this whole conversation")
+    @commands.add("reset all", Level.CHAT_ADMIN, "/reset all", "forget this whole conversation")
     async def reset_all(ctx: Context, args: str) -> str:
         removed = history.clear(str(ctx.message.key))
         return f"Forgot this conversation ({removed} turns). The character stays."
@@ -148,7 +150,7 @@ def conversation(s: Services) -> CommandSet:
         settings.set(author.ref, "iam", name)
         return f"In the story you are now {name}."
 
-    @commands.add("mode", Level.ADMIN, "/mode mention|all|off", "when I answer in this group")
+    @commands.add("mode", Level.CHAT_ADMIN, "/mode mention|all|off", "when I answer in this group")
     async def mode(ctx: Context, args: str) -> str:
         choices = {
             "mention": "I answer when mentioned or replied to.",
@@ -165,29 +167,43 @@ def conversation(s: Services) -> CommandSet:
 
 
 def access(s: Services) -> CommandSet:
-    """`/allow` and `/deny` for users and chats."""
+    """`/allow` and `/deny`: users in this chat (chat admins); chats, and users everywhere (bot admins)."""
     settings = s.settings
     commands = CommandSet()
 
-    def acl(verdict: str):
+    def user_ref(ctx: Context, who: str) -> str:
+        return who if ":" in who else f"{ctx.message.key.platform}:{who}"
+
+    def acl(verdict: str, kind: str):
+        done = "allowed" if verdict == "allow" else "denied"
+
         async def run(ctx: Context, args: str) -> str:
-            kind, _, who = args.partition(" ")
-            key = ctx.message.key
+            who, key = args.strip(), ctx.message.key
             if kind == "chat":
-                ref = f"{key.platform}:{who.strip()}" if who.strip() else key.chat
-            elif kind == "user" and who.strip():
-                ref = who.strip() if ":" in who else f"{key.platform}:{who.strip()}"
-            else:
-                return f"Usage: /{verdict} user ID | /{verdict} chat [ID]"
-            settings.set(f"acl:{kind}", ref, verdict)
-            return f"{kind.title()} {ref} is now {'allowed' if verdict == 'allow' else 'denied'}."
+                ref = f"{key.platform}:{who}" if who else key.chat
+                settings.set(ACL_CHATS, ref, verdict)
+                return f"Chat {ref} is now {done} (bot-wide)."
+            if not who or " " in who:
+                return f"Usage: /{verdict} {kind} ID"
+            ref = user_ref(ctx, who)
+            if kind == "everywhere":
+                settings.set(ACL_USERS, ref, verdict)
+                return f"User {ref} is now {done} everywhere."
+            settings.set(f"{ACL_USERS}:{key.chat}", ref, verdict)
+            return f"User {ref} is now {done} in this chat."
 
         return run
 
-    commands.add("allow", Level.ADMIN, "/allow user ID | /allow chat [ID]", "serve only allowed users or chats")(
-        acl("allow")
-    )
-    commands.add("deny", Level.ADMIN, "/deny user ID | /deny chat [ID]", "ignore a user or chat")(acl("deny"))
+    for verdict, what in (("allow", "serve only allowed"), ("deny", "ignore")):
+        commands.add(f"{verdict} user", Level.CHAT_ADMIN, f"/{verdict} user ID", f"{what} users in this chat")(
+            acl(verdict, "user")
+        )
+        commands.add(f"{verdict} chat", Level.ADMIN, f"/{verdict} chat [ID]", f"{what} chats (bot-wide)")(
+            acl(verdict, "chat")
+        )
+        commands.add(f"{verdict} everywhere", Level.ADMIN, f"/{verdict} everywhere ID", f"{what} users in every chat")(
+            acl(verdict, "everywhere")
+        )
     return commands
 
 
@@ -219,12 +235,12 @@ def factcheck(s: Services) -> CommandSet:
 
         return run
 
-    commands.add("factcheck on", Level.ADMIN, "/factcheck on", "check links shared in this chat")(switch("on"))
-    commands.add("factcheck off", Level.ADMIN, "/factcheck off", "stop checking links here")(switch("off"))
+    commands.add("factcheck on", Level.CHAT_ADMIN, "/factcheck on", "check links shared in this chat")(switch("on"))
+    commands.add("factcheck off", Level.CHAT_ADMIN, "/factcheck off", "stop checking links here")(switch("off"))
 
     @commands.add(
         "factcheck threshold",
-        Level.ADMIN,
+        Level.CHAT_ADMIN,
         "/factcheck threshold 0..1",
         "how likely fake a link must be to be flagged here",
     )

@@ -14,42 +14,69 @@ from greenroom.memory.settings import Settings
 
 
 class Level(IntEnum):
-    """Who may run what: owner > admin > user."""
+    """Who may run what. A chat admin (an admin of the Telegram group or Discord server, as the
+    platform reports) is one in that chat only; bot admins and owners come from the configuration."""
 
     USER = 0
-    ADMIN = 1
-    OWNER = 2
+    CHAT_ADMIN = 1
+    ADMIN = 2
+    OWNER = 3
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return {Level.USER: "user", Level.CHAT_ADMIN: "chat admin", Level.ADMIN: "bot admin"}.get(self, "owner")
+
+    @property
+    def scope(self) -> str:
+        """Where a command of this level acts: nowhere special, this chat, or the whole bot."""
+        return {Level.USER: "", Level.CHAT_ADMIN: "chat"}.get(self, "bot")
+
+    @property
+    def needs(self) -> str:
+        """How a refusal names this level and its scope."""
+        where = {"chat": " in this chat", "bot": " (bot-wide)"}.get(self.scope, "")
+        return f"{self.label} level{where}"
+
+
+def refusal(path: str, needed: Level, have: Level) -> str:
+    """The answer to a command the sender's level does not allow."""
+    return f"/{path} needs {needed.needs}; you are {have.label}{' here' if have == Level.CHAT_ADMIN else ''}."
+
+
+ACL_USERS, ACL_CHATS = "acl:user", "acl:chat"  # bot-wide lists; a chat's own list of users: acl:user:CHAT
 
 
 @dataclass(frozen=True)
 class Access:
-    """A sender's level (configured owners and admins, platform admins) and the allow/deny lists."""
+    """A sender's level in a chat, and the allow/deny lists: bot-wide (users, chats) and per chat (users)."""
 
     owners: frozenset[str]
     admins: frozenset[str]
     lists: Settings | None = None
 
     def level(self, actor: Actor) -> Level:
+        """The level of ``actor`` in the chat its message came from (platform admin flags are per chat)."""
         if actor.ref in self.owners:
             return Level.OWNER
-        if actor.ref in self.admins or actor.is_platform_admin:
+        if actor.ref in self.admins:
             return Level.ADMIN
-        return Level.USER
+        return Level.CHAT_ADMIN if actor.is_platform_admin else Level.USER
 
     def admitted(self, message: Message) -> bool:
-        """Denied users and chats are ignored; once anything is allowed, only what is allowed is served.
-        Admins and owners always pass, so nobody can lock the admins out."""
-        if self.lists is None or self.level(message.author) >= Level.ADMIN:
+        """Denied users and chats are ignored; once anything is allowed in a list, only what it allows
+        passes. The bot-wide lists (users, chats) hold everywhere; a chat's own list of users holds in
+        that chat, and never for its admins. Bot admins and owners always pass."""
+        level = self.level(message.author)
+        if self.lists is None or level >= Level.ADMIN:
             return True
-        return self._admits("user", message.author.ref) and self._admits("chat", message.key.chat)
+        user, chat = message.author.ref, message.key.chat
+        if not (self._admits(ACL_USERS, user) and self._admits(ACL_CHATS, chat)):
+            return False
+        return level >= Level.CHAT_ADMIN or self._admits(f"{ACL_USERS}:{chat}", user)
 
-    def _admits(self, kind: str, ref: str) -> bool:
+    def _admits(self, scope: str, ref: str) -> bool:
         assert self.lists is not None
-        entries = self.lists.scope(f"acl:{kind}")
+        entries = self.lists.scope(scope)
         verdict = entries.get(ref)
         return verdict == "allow" or (verdict is None and "allow" not in entries.values())
 
@@ -149,7 +176,7 @@ class CommandRegistry:
     async def run(
         self, ctx: Context, name: str, args: str, audit: Callable[[Command, str, str], None] | None = None
     ) -> str | None:
-        """Run a command if the caller's level allows; ``audit`` sees every admin-level command run."""
+        """Run a command if the caller's level allows; ``audit`` sees every admin command run (chat or bot)."""
         found = self.resolve(name, args)
         if found is None:
             subs = self.group(name)
@@ -159,8 +186,8 @@ class CommandRegistry:
             return f"Unknown command /{name}. Send /help for the list."
         cmd, rest = found
         if ctx.level < cmd.level:
-            return f"/{cmd.path} needs {cmd.level.label} level; you are {ctx.level.label}."
+            return refusal(cmd.path, cmd.level, ctx.level)
         answer = await cmd.run(ctx, rest)
-        if audit is not None and cmd.level >= Level.ADMIN:
+        if audit is not None and cmd.level >= Level.CHAT_ADMIN:
             audit(cmd, rest, answer or "")
         return answer

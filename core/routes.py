@@ -23,7 +23,10 @@ class CommandRoute:
     async def handle(self, ctx: Context) -> None:
         name, args = ctx.message.command  # type: ignore[misc]
         answer = await self.commands.run(
-            ctx, name, args, lambda cmd, rest, outcome: self.audit.record(ctx.message, cmd.path, rest, outcome)
+            ctx,
+            name,
+            args,
+            lambda cmd, rest, outcome: self.audit.record(ctx.message, cmd.path, rest, outcome, cmd.level.scope),
         )
         if answer:
             await ctx.say(answer)

@@ -52,7 +52,7 @@ def config_file(tmp_path: Path) -> Path:
     """A config for one test: its own data folder, short replies, deterministic sampling."""
     path = tmp_path / "bot.toml"
     path.write_text(
-        '[bot]\ndata_dir = "data"\nowners = ["console:local"]\n'
+        '[bot]\ndata_dir = "data"\nowners = ["console:local"]\nadmins = ["console:helper", "telegram:9", "discord:9"]\n'
         "[persona]\nmax_reply_tokens = 12\ntemperature = 0.0\n[health]\nport = 0\n",
         encoding="utf-8",
     )

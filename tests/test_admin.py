@@ -20,8 +20,14 @@ async def say(app, text: str, **kw) -> RecordingReplier:
 
 @pytest.fixture
 def ranks(app):
-    """Test users: `local` is the configured owner, `mod` a platform admin, `pat` a user."""
-    return {"owner": {"user": "local"}, "admin": {"user": "mod", "admin": True}, "user": {"user": "pat"}}
+    """Test users: `local` is the configured owner, `helper` a configured bot admin, `mod` an admin of
+    the chat on its platform, `pat` a user."""
+    return {
+        Level.OWNER: {"user": "local"},
+        Level.ADMIN: {"user": "helper"},
+        Level.CHAT_ADMIN: {"user": "mod", "admin": True},
+        Level.USER: {"user": "pat"},
+    }
 
 
 @pytest.mark.parametrize(
@@ -30,23 +36,30 @@ def ranks(app):
         ("/character list", Level.USER),
         ("/character info", Level.USER),
         ("/status", Level.USER),
-        ("/character use wren", Level.ADMIN),
+        ("/character use wren", Level.CHAT_ADMIN),
+        ("/mode all", Level.CHAT_ADMIN),
+        ("/reset all", Level.CHAT_ADMIN),
+        ("/deny user someone", Level.CHAT_ADMIN),
+        ("/factcheck on", Level.CHAT_ADMIN),
+        ("/factcheck threshold 0.5", Level.CHAT_ADMIN),
         ("/character reload wren", Level.ADMIN),
-        ("/mode all", Level.ADMIN),
+        ("/character load https://cards.example/x.json", Level.ADMIN),
         ("/allow chat", Level.ADMIN),
-        ("/deny user someone", Level.ADMIN),
-        ("/reset all", Level.ADMIN),
+        ("/deny everywhere someone", Level.ADMIN),
+        ("/character load /etc/greenroom", Level.OWNER),
         ("/character remove nobody", Level.OWNER),
     ],
 )
-async def test_every_command_checks_its_level(app, ranks, command, needed):
-    for rank, who in ranks.items():
-        level = Level[rank.upper()]
+async def test_every_command_checks_its_level_and_scope(app, ranks, command, needed):
+    scopes = {Level.CHAT_ADMIN: "in this chat", Level.ADMIN: "(bot-wide)", Level.OWNER: "(bot-wide)"}
+    for level, who in ranks.items():
         [answer] = (await say(app, command, **who)).messages
-        refused = "needs" in answer and "level; you are" in answer
-        assert refused == (level < needed), (rank, answer)
+        refused = " needs " in answer and "; you are " in answer
+        assert refused == (level < needed), (level, answer)
+        # loading from a path: below bot admin, the first refusal is that no load at all is allowed
+        named = Level.ADMIN if command.startswith("/character load /") and level < Level.ADMIN else needed
         if refused:
-            assert answer.endswith(f"needs {needed.label} level; you are {level.label}.")
+            assert f"needs {named.label} level {scopes[named]}; you are {level.label}" in answer
 
 
 async def test_mode_decides_what_the_bot_answers_in_a_group(app):
@@ -60,14 +73,19 @@ async def test_mode_decides_what_the_bot_answers_in_a_group(app):
     assert (await say(app, "/status", **group)).messages  # commands still work
 
 
-async def test_deny_and_allow_lists(app):
-    await say(app, "/deny user pat", user="local")
-    assert (await say(app, "/status", user="pat")).messages == []  # ignored
+async def test_deny_and_allow_lists_hold_where_they_were_set(app):
+    await say(app, "/deny user pat", user="mod", admin=True)  # a chat admin: in this chat only
+    assert (await say(app, "/status", user="pat")).messages == []  # ignored here
+    assert (await say(app, "/status", user="pat", chat="c2")).messages  # still served elsewhere
     assert (await say(app, "/status", user="sam")).messages
-    await say(app, "/allow user sam", user="local")
-    assert (await say(app, "/status", user="kim")).messages == []  # an allow list now exists
+    await say(app, "/allow user sam", user="mod", admin=True)
+    assert (await say(app, "/status", user="kim")).messages == []  # an allow list now exists here
+    assert (await say(app, "/status", user="kim", chat="c2")).messages  # not there
     assert (await say(app, "/status", user="sam")).messages
-    assert (await say(app, "/status", user="mod", admin=True)).messages  # admins always pass
+    assert (await say(app, "/status", user="mod", admin=True)).messages  # the chat's admins always pass
+    await say(app, "/deny everywhere kim", user="helper")  # a bot admin: every chat
+    assert (await say(app, "/status", user="kim", chat="c2")).messages == []
+    assert (await say(app, "/status", user="kim", chat="c3")).messages == []
 
 
 async def test_reload_picks_up_changes_and_admin_actions_are_audited(app, tmp_path):
@@ -78,13 +96,13 @@ async def test_reload_picks_up_changes_and_admin_actions_are_audited(app, tmp_pa
     [loaded] = (await say(app, f"/character load {folder}", user="local")).messages
     assert loaded.startswith("Loaded kit (kit): 1 stories")
     (folder / "texts" / "b.txt").write_text("Kit:「Storm tonight.」")
-    [reloaded] = (await say(app, "/character reload kit", user="mod", admin=True)).messages
+    [reloaded] = (await say(app, "/character reload kit", user="helper")).messages
     assert reloaded.startswith("Reloaded kit: 2 stories")
     await say(app, "/character use kit", user="pat")  # refused: not audited
     entries = app.audit.entries()
-    assert [(e["who"], e["command"]) for e in entries] == [
-        ("console:local", "character load"),
-        ("console:mod", "character reload"),
+    assert [(e["who"], e["command"], e["scope"]) for e in entries] == [
+        ("console:local", "character load", "bot"),
+        ("console:helper", "character reload", "bot"),
     ]
     assert entries[1]["where"] == "console:c1" and entries[1]["outcome"].startswith("Reloaded") and entries[1]["when"]
 

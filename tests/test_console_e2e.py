@@ -66,7 +66,7 @@ def test_faithful_mode_and_iam(capsys, config_file, monkeypatch):
 
 def test_admin_commands_need_admin_level(capsys, config_file):
     refused, listed = chat(capsys, config_file, "/character use wren", "/character list", user="alice")
-    assert refused["reply"] == "/character use needs admin level; you are user."
+    assert refused["reply"] == "/character use needs chat admin level in this chat; you are user."
     assert "* wren: Wren Ashby" in listed["reply"]
     [helped] = chat(capsys, config_file, "/help", user="alice")
     assert "/reset" in helped["reply"] and "/character list" in helped["reply"]

@@ -195,7 +195,7 @@ async def test_admin_command_needs_manage_server(app, fake, discord_bot):
     )
     await fake.wait_for("POST", f"/channels/{CHANNEL}/messages", 2)
     refused, accepted = posts(fake)
-    assert "needs admin level" in refused and "needs" not in accepted
+    assert "needs chat admin level in this chat" in refused and "needs" not in accepted
     assert app.settings.get(f"discord:{CHANNEL}", "mode") == "all"
 
 

@@ -116,9 +116,9 @@ async def test_commands_refuse_with_the_level_needed():
 
     d = make()
     for user, admin, expected in (
-        ("pat", False, "/secret wipe needs owner level; you are user."),
-        ("helper", False, "/secret wipe needs owner level; you are admin."),
-        ("mod", True, "/secret wipe needs owner level; you are admin."),
+        ("pat", False, "/secret wipe needs owner level (bot-wide); you are user."),
+        ("helper", False, "/secret wipe needs owner level (bot-wide); you are bot admin."),
+        ("mod", True, "/secret wipe needs owner level (bot-wide); you are chat admin here."),
         ("boss", False, "wiped"),
     ):
         m = message("/secret wipe", user=user, admin=admin)

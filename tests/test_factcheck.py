@@ -167,7 +167,7 @@ async def test_fetches_are_rate_limited_per_chat_and_links_per_message(checked, 
 
 async def test_the_switch_is_per_chat_and_for_admins(checked, site):
     replies = await send(checked, "/factcheck off", user="someone")
-    assert replies.messages == ["/factcheck off needs admin level; you are user."]
+    assert replies.messages == ["/factcheck off needs chat admin level in this chat; you are user."]
     replies = await send(checked, "/factcheck off", admin=True, direct=False)
     assert replies.messages == ["Links shared here will not be checked (/factcheck URL still works)."]
     replies = await send(checked, f"{site.url('/fake/5')}", direct=False)

@@ -194,7 +194,7 @@ async def test_admin_command_needs_a_chat_administrator(app, fake, telegram):
     await fake.push(fake.message("/mode all", chat_id=GROUP, chat_type="group", user_id=7))
     await fake.push(fake.message("/mode@wren_bot all", chat_id=GROUP, chat_type="group", user_id=8))
     refused, accepted = [c.params["text"] for c in await fake.wait_for("sendMessage", 2)]
-    assert "needs admin level" in refused
+    assert "needs chat admin level in this chat" in refused
     assert "needs" not in accepted
     assert app.settings.get(f"telegram:{GROUP}", "mode") == "all"
     assert len(fake.sent("getChatAdministrators")) == 1  # cached
@@ -260,10 +260,9 @@ async def test_webhook_mode_checks_the_secret_token(app, fake, monkeypatch):
         assert len(replies) == 1 and not fake.sent("getUpdates")
 
 
-async def test_chat_admin_loads_a_character_from_an_attached_file(app, fake, telegram):
+async def test_bot_admin_loads_a_character_from_an_attached_file(app, fake, telegram):
     from tests.test_cards import V2
 
-    fake.admins[GROUP] = [8]
     fake.add_file("card", json.dumps(V2).encode())
     fake.add_file("broken", b'{"spec": "chara_card_v2", "data": ')
     fake.add_file("huge", b"", size=40 * 1024 * 1024)
@@ -273,7 +272,7 @@ async def test_chat_admin_loads_a_character_from_an_attached_file(app, fake, tel
             caption="/character load",
             chat_id=GROUP,
             chat_type="group",
-            user_id=8,
+            user_id=9,  # a bot admin (the configuration's admins)
             document={
                 "file_id": file_id,
                 "file_unique_id": file_id,
