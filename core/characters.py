@@ -90,7 +90,8 @@ class Characters:
         if url:
             source["url"] = url
         previous = self.library.source_of(cid).get("path")
-        if previous and previous != source["path"]:
+        moved = previous and Path(previous).parent == self.uploads  # kept by an older Greenroom: uploads/FILE
+        if previous and previous != source["path"] and not moved:
             raise CharacterError(
                 f"a character named '{cid}' is already loaded from {previous}; load this one "
                 f"with --name NAME, or remove '{cid}' first"

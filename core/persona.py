@@ -11,7 +11,8 @@ import asyncio
 import logging
 import time
 import zlib
-from dataclasses import dataclass, replace
+from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any
 
 from greenroom.core.commands import Context
@@ -157,11 +158,13 @@ class PersonaEngine:
         async with self.model_gate, replier.typing():
             start, first = time.perf_counter(), None
             pieces = iterate_in_thread(lambda: self.llm.stream(turn.prompt.messages, sampling, gen), gen.cancel)
+            # closed inside the gate, whatever happens: the generation's thread ends before the slot is free
             raw = ""
-            async for piece in pieces:
-                first = first or time.perf_counter() - start
-                raw += piece
-                await stream.update(strip_wrapper(raw, names))
+            async with aclosing(pieces):
+                async for piece in pieces:
+                    first = first or time.perf_counter() - start
+                    raw += piece
+                    await stream.update(strip_wrapper(raw, names))
             seconds = time.perf_counter() - start
         processed = response_postprocess(raw.strip())
         shown = strip_wrapper(processed, names) or "…"
@@ -192,10 +195,10 @@ class PersonaEngine:
             fields["text"] = turn.text
         log.info("turn", extra={"turn": fields})
 
-    async def comment_on_clip(self, ctx: Context, description: str) -> None:
-        """The chat's character says something about a clip, in its own voice (``video.comment``)."""
-        text = f"(I just shared a video clip. It shows: {description}) What do you make of it?"
-        await self.reply(replace(ctx, message=replace(ctx.message, text=text), streams=[]))
+    @staticmethod
+    def comment_text(description: str) -> str:
+        """What the chat's character is asked when it comments on a clip (``video.comment``)."""
+        return f"(I just shared a video clip. It shows: {description}) What do you make of it?"
 
     def trace(self, turn: PreparedTurn, reply: str, gen: Generation) -> dict[str, Any]:
         """The structured record of a turn (`greenroom chat --json` prints it)."""

@@ -1,8 +1,9 @@
 """Plugins, found through Python entry points; the built-in ones register the same way
 (pyproject.toml). A third-party package adds its own under the same groups:
 
-- ``greenroom.adapters``: ``factory(host: AdapterHost) -> Adapter | None`` (None: not enabled here,
-  e.g. no token set). The adapter submits each message to ``host.dispatcher``.
+- ``greenroom.adapters``: ``factory(config: Config) -> build | None``: None when the platform is not
+  enabled (no token set), decided from the configuration alone; else ``build(host: AdapterHost)
+  -> Adapter``, called once the models are loaded. The adapter submits messages to ``host.dispatcher``.
 - ``greenroom.handlers``: ``factory(services: Services) -> Iterable[Route | Observer]``.
 - ``greenroom.commands``: ``factory(services: Services) -> Iterable[Command]`` (a `CommandSet`).
 
@@ -11,6 +12,7 @@ docs/plugins.md shows a whole plugin.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -20,6 +22,8 @@ from greenroom.core.commands import CommandRegistry
 from greenroom.core.config import Config, ConfigError
 from greenroom.core.dispatch import Dispatcher
 
+log = logging.getLogger(__name__)
+
 ADAPTERS = "greenroom.adapters"
 HANDLERS = "greenroom.handlers"
 COMMANDS = "greenroom.commands"
@@ -27,8 +31,8 @@ COMMANDS = "greenroom.commands"
 
 @dataclass(frozen=True)
 class AdapterHost:
-    """What an adapter plugin is built with: where messages go, the commands (for the platform's
-    command menu) and the configuration (a plugin's own settings: ``config.plugins[name]``)."""
+    """What an enabled adapter plugin is built with: where messages go, the commands (for the
+    platform's command menu) and the configuration (a plugin's own settings: ``config.plugins[name]``)."""
 
     dispatcher: Dispatcher
     commands: CommandRegistry
@@ -38,13 +42,22 @@ class AdapterHost:
 def load_plugins(group: str) -> dict[str, Callable[..., Any]]:
     """The factories registered under ``group``, by entry-point name (sorted, so the order is stable)."""
     found: dict[str, Callable[..., Any]] = {}
+    owners: dict[str, str] = {}
     for entry in sorted(entry_points(group=group), key=lambda e: e.name):
+        owner = entry.dist.name if entry.dist is not None else "?"
         if entry.name in found:
-            continue  # the same distribution seen twice on sys.path
+            if owners[entry.name] != owner:
+                raise ConfigError(
+                    f"two installed packages, {owners[entry.name]} and {owner}, both register the {group} plugin "
+                    f"'{entry.name}': uninstall one"
+                )
+            continue  # the same package seen twice on sys.path
         try:
             found[entry.name] = entry.load()
         except Exception as e:
-            raise ConfigError(f"the {group} plugin '{entry.name}' ({entry.value}) does not load: {e}") from None
+            log.error("the %s plugin %s (%s) does not load", group, entry.name, entry.value, exc_info=True)
+            raise ConfigError(f"the {group} plugin '{entry.name}' ({entry.value}) does not load: {e}") from e
+        owners[entry.name] = owner
     if not found and group != ADAPTERS:
         raise ConfigError(f"no {group} plugins are installed: reinstall greenroom (`make setup`)")
     return found

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
 _DONE = object()
 
 
-async def iterate_in_thread(make: Callable[[], Iterator[T]], cancel: threading.Event) -> AsyncIterator[T]:
+async def iterate_in_thread(make: Callable[[], Iterator[T]], cancel: threading.Event) -> AsyncGenerator[T, None]:
     """Run a blocking iterator in a worker thread and yield its items on the loop.
 
     If the consumer stops early (or is cancelled), ``cancel`` is set so the producer can
-    stop at its next item instead of running to the end.
+    stop at its next item instead of running to the end; closing the iterator waits until the
+    producer has stopped, so a model slot is never handed on while its thread still runs.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
@@ -39,3 +40,11 @@ async def iterate_in_thread(make: Callable[[], Iterator[T]], cancel: threading.E
         await worker
     finally:
         cancel.set()
+        cancelled = False
+        while not worker.done():
+            try:
+                await asyncio.shield(worker)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError

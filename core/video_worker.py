@@ -11,20 +11,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rq import SimpleWorker
 
 from greenroom.core.adapter import Replier, SentRef
-from greenroom.core.config import Config, ConfigError
+from greenroom.core.config import Config, ConfigError, VideoSection
 from greenroom.core.events import Attachment, AttachmentKind, ConversationKey
-from greenroom.core.metrics import Metrics
-from greenroom.core.video import ClipForgotten, Job, QueueDown, VideoDesk
-from greenroom.core.video_redis import DAY, PREFIX, RedisJobs, RedisThreads
-
-if TYPE_CHECKING:
-    from greenroom.models.valley.model import Valley
+from greenroom.core.video import ClipForgotten, Job, VideoDesk
+from greenroom.core.video_redis import DAY, PREFIX, RedisJobs
 
 # Where a job's answer goes: a replier for the platform message named by its address (`bots.remote`).
 ReplierFor = Callable[[dict[str, Any]], AbstractAsyncContextManager[Replier]]
@@ -55,7 +50,7 @@ class VideoWorker(SimpleWorker):
 
 
 def perform(spec: dict[str, Any]) -> str:
-    """The job function RQ runs (by name: ``core.video_worker.perform``)."""
+    """The job function RQ runs (by name: ``greenroom.core.video_worker.perform``)."""
     if _worker is None:
         raise RuntimeError("video jobs run in `greenroom worker video`")
     return asyncio.run(_perform(_worker, spec))
@@ -94,29 +89,19 @@ async def _perform(state: WorkerState, spec: dict[str, Any]) -> str:
     return outcome
 
 
-def run_worker(
-    config: Config,
-    load: Callable[[], Valley],
-    tmp_dir: Path,
-    metrics: Metrics,
-    replier_for: ReplierFor,
-    burst: bool = False,
-) -> int:
-    """Work until SIGTERM/SIGINT (the job in hand is finished first); ``burst``: until the queue is empty."""
-    global _worker
-    c = config.video
+def check_worker_config(c: VideoSection) -> None:
+    """What `greenroom worker video` needs before it connects."""
     if c.queue != "redis":
         raise ConfigError('`greenroom worker video` needs video.queue = "redis"')
     if not c.checkpoint:
-        raise ConfigError('`greenroom worker video` needs video.checkpoint (README, "Video description")')
-    jobs = RedisJobs.connect(c)
-    try:
-        jobs.ping()
-    except QueueDown as e:
-        raise ConfigError(str(e)) from None
-    desk = VideoDesk(
-        c, load, tmp_dir, metrics=metrics, jobs=jobs, threads=RedisThreads(jobs.redis, c.followup_minutes * 60 + 3600)
-    )
+        raise ConfigError("`greenroom worker video` needs video.checkpoint (docs/video.md)")
+
+
+def run_worker(config: Config, desk: VideoDesk, jobs: RedisJobs, replier_for: ReplierFor, burst: bool = False) -> int:
+    """Work until SIGTERM/SIGINT (the job in hand is finished first); ``burst``: until the queue is empty."""
+    global _worker
+    c = config.video
+    jobs.ping()  # QueueDown names the address
     _worker = WorkerState(desk, jobs, replier_for)
     worker = VideoWorker(
         [jobs.queue],

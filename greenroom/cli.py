@@ -178,16 +178,16 @@ def _chat(app: Greenroom, args: argparse.Namespace) -> int:
 def _run(app: Greenroom, args: argparse.Namespace) -> int:
     from greenroom.serve import serve
 
-    adapters = app.adapters()
-    if not adapters:
+    platforms = app.platforms()
+    if not platforms:
         print(
             "No chat platform token is set (DISCORD_TOKEN, TELEGRAM_TOKEN): starting the console chat.", file=sys.stderr
         )
         args.user, args.json, args.message = None, False, None
         return _chat(app, args)
-    app.characters.ensure_default()
-    print(f"greenroom: starting {', '.join(a.name for a in adapters)}; SIGTERM or Ctrl-C stops", file=sys.stderr)
-    return asyncio.run(serve(app, lambda: adapters, _console(app, None) if args.console else None))
+    print(f"greenroom: starting {', '.join(platforms)}; SIGTERM or Ctrl-C stops", file=sys.stderr)
+    console = (lambda: _console(app, None)) if args.console else None
+    return asyncio.run(serve(app, lambda: app.adapters(platforms), console))
 
 
 def _character(app: Greenroom, args: argparse.Namespace) -> int:

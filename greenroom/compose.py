@@ -1,7 +1,7 @@
 """The composition root: the one place that builds the services of a process from its configuration
 (configuration -> stores -> models -> services -> handlers -> dispatcher -> adapters).
 
-Everything is built on first use, so `greenroom character list` never waits for a language model.
+Everything is built on first use: a command that needs no model never loads one.
 Handlers, commands and platform adapters come from plugins (`core.plugins`); each is given the
 services it uses when it is built.
 """
@@ -9,7 +9,8 @@ services it uses when it is built.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
@@ -61,7 +62,7 @@ class Greenroom:
             self.embedder = embedder
         if llm is not None:
             self.llm = llm
-        self._dispatcher: Dispatcher | None = None
+        self._wired: tuple[CommandRegistry, Dispatcher] | None = None
         self._library: Library | None = None
         self._persona: PersonaEngine | None = None
 
@@ -185,43 +186,64 @@ class Greenroom:
     async def _comment_in_lane(self, ctx: Context, description: str) -> None:
         """The character's comment on a described clip waits its turn in the conversation's lane."""
         persona = self.persona
-        await self.dispatcher.enqueue(ctx, lambda queued: persona.comment_on_clip(queued, description))
+        comment = Context(replace(ctx.message, text=persona.comment_text(description)), ctx.replier, ctx.level)
+        await self.dispatcher.enqueue(comment, persona.reply)
 
     # ----- handlers, dispatcher, adapters ---------------------------------------------------------
 
-    @cached_property
-    def commands(self) -> CommandRegistry:
-        registry = CommandRegistry()
-        for factory in load_plugins(COMMANDS).values():
-            registry.include(factory(self))
-        return registry
-
-    @property
-    def dispatcher(self) -> Dispatcher:
-        """The dispatcher with every handler plugin's routes and observers (built once)."""
-        if self._dispatcher is None:
+    def _wire(self) -> tuple[CommandRegistry, Dispatcher]:
+        """The command registry and the dispatcher, filled by the command and handler plugins (once).
+        Both exist before any plugin runs, so a plugin may take either."""
+        if self._wired is None:
             c = self.config
-            self._dispatcher = dispatcher = Dispatcher(
+            registry = CommandRegistry()
+            dispatcher = Dispatcher(
                 Access(frozenset(c.bot.owners), frozenset(c.bot.admins), self.settings),
                 c.dispatch.lane_depth,
                 chat_mode=lambda key: self.settings.get(key.chat, "mode") or "mention",
                 rate=RateLimiter(c.dispatch.user_rate_per_minute, c.dispatch.user_burst),
                 metrics=self.metrics,
             )
-            for factory in load_plugins(HANDLERS).values():
-                for handler in factory(self):
-                    dispatcher.add(handler)
-        return self._dispatcher
+            self._wired = registry, dispatcher
+            try:
+                for factory in load_plugins(COMMANDS).values():
+                    registry.include(factory(self))
+                for factory in load_plugins(HANDLERS).values():
+                    for handler in factory(self):
+                        dispatcher.add(handler)
+            except BaseException:
+                self._wired = None
+                raise
+        return self._wired
+
+    @property
+    def commands(self) -> CommandRegistry:
+        return self._wire()[0]
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The dispatcher with every handler plugin's routes and observers."""
+        return self._wire()[1]
 
     @property
     def host(self) -> AdapterHost:
         """What adapter plugins are built with."""
         return AdapterHost(self.dispatcher, self.commands, self.config)
 
-    def adapters(self) -> list[Adapter]:
-        """An adapter for each platform plugin that is enabled (for the built-ins: its token is set)."""
+    def platforms(self) -> dict[str, Callable[[AdapterHost], Adapter]]:
+        """The enabled platforms by name (for the built-ins: their token is set); nothing is loaded yet."""
+        enabled = {name: factory(self.config) for name, factory in load_plugins(ADAPTERS).items()}
+        return {name: build for name, build in enabled.items() if build is not None}
+
+    def adapters(self, platforms: dict[str, Callable[[AdapterHost], Adapter]] | None = None) -> list[Adapter]:
+        """An adapter for each enabled platform, built on the loaded models."""
         host = self.host
-        return [adapter for factory in load_plugins(ADAPTERS).values() if (adapter := factory(host)) is not None]
+        return [build(host) for build in (self.platforms() if platforms is None else platforms).values()]
+
+    def warm(self) -> None:
+        """Load what the first message needs: the default character and the chat's models."""
+        self.characters.ensure_default()
+        _ = self.persona
 
     async def readiness(self, adapters: Sequence[Adapter]) -> dict[str, str | None]:
         """Each check's failure (None when it passes): every adapter connected, memory store reachable,
@@ -240,16 +262,17 @@ class Greenroom:
     def run_video_worker(self, burst: bool = False) -> int:
         """`greenroom worker video`: jobs from Redis, answers posted through the platform APIs."""
         from greenroom.bots.remote import remote_replier
-        from greenroom.core.video_worker import run_worker
+        from greenroom.core.video_redis import RedisJobs, RedisThreads
+        from greenroom.core.video_worker import check_worker_config, run_worker
 
-        return run_worker(
-            self.config,
-            lambda: self.valley,
-            self.data_dir / "video-tmp",
-            self.metrics,
-            partial(remote_replier, self.config),
-            burst=burst,
+        c = self.config.video
+        check_worker_config(c)
+        jobs = RedisJobs.connect(c)
+        threads = RedisThreads(jobs.redis, c.followup_minutes * 60 + 3600)
+        desk = VideoDesk(
+            c, lambda: self.valley, self.data_dir / "video-tmp", metrics=self.metrics, jobs=jobs, threads=threads
         )
+        return run_worker(self.config, desk, jobs, partial(remote_replier, self.config), burst=burst)
 
     def close(self) -> None:
         if self._library is not None:

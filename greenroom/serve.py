@@ -19,14 +19,16 @@ from greenroom.core.health import HealthServer
 log = logging.getLogger(__name__)
 
 
-async def serve(app: Greenroom, make_adapters: Callable[[], list[Adapter]], console: Any = None) -> int:
+async def serve(
+    app: Greenroom, make_adapters: Callable[[], list[Adapter]], make_console: Callable[[], Any] | None = None
+) -> int:
     """Run until SIGTERM/SIGINT (or the console session ends, or a platform is lost); returns an exit code.
 
     Health answers first; then the models load; then the adapters are built and started.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    signals = [signal.SIGTERM] + ([] if console is not None else [signal.SIGINT])
+    signals = [signal.SIGTERM] + ([] if make_console is not None else [signal.SIGINT])
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     adapters: list[Adapter] = []
@@ -39,15 +41,15 @@ async def serve(app: Greenroom, make_adapters: Callable[[], list[Adapter]], cons
                 app.metrics, lambda: app.readiness(adapters), app.config.health.host, app.config.health.port
             )
             await health.start()  # before the models load: /healthz answers, /readyz says "still loading"
-        await asyncio.to_thread(lambda: app.persona)  # load the models before the first message
+        await asyncio.to_thread(app.warm)  # the default character and the models, before the first message
         adapters.extend(make_adapters())
         for adapter in adapters:
             await adapter.start()
             started.append(adapter)
         watchers: dict[asyncio.Task[Any], Adapter] = {asyncio.create_task(a.watch()): a for a in started}
         ending = {asyncio.create_task(stop.wait())} | set(watchers)
-        if console is not None:
-            ending.add(asyncio.create_task(console.run_interactive()))
+        if make_console is not None:
+            ending.add(asyncio.create_task(make_console().run_interactive()))
         done, pending = await asyncio.wait(ending, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()

@@ -278,7 +278,7 @@ class ServerStore:
         try:
             client.get_collections()
         except Exception as e:
-            raise ConnectionError(f"cannot reach the Qdrant server at {url}: {e}") from None
+            raise StoreError(f"cannot reach the Qdrant server at {url}: {e}") from None
         return cls(client, cluster)
 
     def create(self, name: str, dim: int) -> ServerIndex:

@@ -137,3 +137,16 @@ async def test_uploads_with_the_same_file_name_are_kept_apart(app):
     assert (await say(app, "/character reload mira", user="local")).messages == ["Mira is unchanged."]
     mira, _ = app.library.character("mira")
     assert mira.system_prompt.count("lighthouse") and "stage door" not in mira.system_prompt
+
+
+async def test_a_character_uploaded_before_uploads_were_kept_per_character_updates(app):
+    older = app.data_dir / "uploads" / "character.json"  # where an older Greenroom kept every upload
+    older.parent.mkdir(exist_ok=True)
+    older.write_bytes(await card_file("Mira", "A lighthouse keeper.").read())
+    app.characters.load(older)
+    card = card_file("Mira", "A lighthouse keeper who sings.")
+    msg = dataclasses.replace(message("/character load", platform="console", user="local"), attachments=(card,))
+    replier = RecordingReplier()
+    await (await app.dispatcher.submit(msg, replier))
+    assert replier.messages[-1].startswith("Loaded Mira (mira)")
+    assert app.library.source_of("mira")["path"].endswith("uploads/mira/character.json")

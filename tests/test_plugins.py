@@ -90,9 +90,11 @@ class EchoAdapter:
         return replier.sent
 
 
-def adapter(host):
-    settings = host.config.plugins.get("echo", {})
-    return EchoAdapter(host, settings["greeting"]) if settings.get("enabled") else None
+def adapter(config):
+    settings = config.plugins.get("echo", {})
+    if not settings.get("enabled"):
+        return None
+    return lambda host: EchoAdapter(host, settings["greeting"])
 
 
 def commands(services):
@@ -107,13 +109,12 @@ def commands(services):
 '''
 
 
-@pytest.fixture
-def echo_plugin(tmp_path, monkeypatch):
-    """`pip install` of the plugin into a folder put on sys.path (the venv stays as it was)."""
-    src, target = tmp_path / "greenroom-echo", tmp_path / "site"
+def install(tmp_path, monkeypatch, name: str, pyproject: str, module: str) -> None:
+    """`pip install` of a plugin package into a folder put on sys.path (the venv stays as it was)."""
+    src, target = tmp_path / name, tmp_path / f"site-{name}"
     src.mkdir()
-    (src / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
-    (src / "greenroom_echo.py").write_text(textwrap.dedent(PLUGIN), encoding="utf-8")
+    (src / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+    (src / f"{name.replace('-', '_')}.py").write_text(textwrap.dedent(module), encoding="utf-8")
     subprocess.run(
         [
             sys.executable,
@@ -132,6 +133,11 @@ def echo_plugin(tmp_path, monkeypatch):
     )
     monkeypatch.syspath_prepend(str(target))
     importlib.invalidate_caches()
+
+
+@pytest.fixture
+def echo_plugin(tmp_path, monkeypatch):
+    install(tmp_path, monkeypatch, "greenroom-echo", PYPROJECT, PLUGIN)
     yield
     sys.modules.pop("greenroom_echo", None)
 
@@ -152,4 +158,31 @@ async def test_a_third_party_adapter_and_command_are_found_and_serve(echo_plugin
 def test_a_plugin_that_is_not_enabled_adds_no_adapter(echo_plugin, open_app, monkeypatch) -> None:
     for token in ("DISCORD_TOKEN", "TELEGRAM_TOKEN"):
         monkeypatch.delenv(token, raising=False)
+    assert "echo" in describe_plugins()["greenroom.adapters"]  # installed, found, and off
     assert open_app().adapters() == []
+
+
+BROKEN = """
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "greenroom-broken"
+version = "0.1.0"
+
+[project.entry-points."greenroom.commands"]
+broken = "greenroom_broken:commands"
+"""
+
+
+def test_a_plugin_that_does_not_load_is_named_at_start(tmp_path, monkeypatch, config_file, capsys) -> None:
+    from greenroom.cli import main
+
+    install(tmp_path, monkeypatch, "greenroom-broken", BROKEN, "import libfoo_that_is_not_installed\n")
+    assert main(["--config", str(config_file), "plugins"]) == 2
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said.startswith(
+        "greenroom: the greenroom.commands plugin 'broken' (greenroom_broken:commands) does not load"
+    )
+    assert "No module named 'libfoo_that_is_not_installed'" in said

@@ -10,7 +10,7 @@ from qdrant_client import QdrantClient
 
 from greenroom.memory.db import Database
 from greenroom.memory.library import Library
-from greenroom.memory.store import ServerStore
+from greenroom.memory.store import ServerStore, StoreError
 from tests.test_library import character, words
 
 
@@ -26,7 +26,7 @@ def test_library_works_the_same_on_the_server_store(tmp_path, embedder):
 
 
 def test_unreachable_server_is_one_clear_error():
-    with pytest.raises(ConnectionError, match="cannot reach the Qdrant server at http://127.0.0.1:9"):
+    with pytest.raises(StoreError, match="cannot reach the Qdrant server at http://127.0.0.1:9"):
         ServerStore.connect("http://127.0.0.1:9", None)
 
 
@@ -108,7 +108,6 @@ def test_memory_moves_from_embedded_to_a_server_without_reembedding(tmp_path, em
 
 
 def test_a_damaged_export_is_refused_by_line(tmp_path) -> None:
-    from greenroom.memory.store import StoreError
     from greenroom.memory.transfer import import_store
 
     bad = tmp_path / "memory.jsonl"

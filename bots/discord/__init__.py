@@ -12,7 +12,7 @@ import discord
 import yarl
 from discord import app_commands
 
-from greenroom.bots.common import AdapterError, command_menu, platform_token
+from greenroom.bots.common import AdapterError, command_menu
 from greenroom.core.adapter import SentRef
 from greenroom.core.config import DiscordSection
 from greenroom.core.dispatch import CLOSING, DECLINED
@@ -263,9 +263,3 @@ class DiscordAdapter:
             native.url,
             fetch=native.read,
         )
-
-
-def plugin(host: AdapterHost) -> DiscordAdapter | None:
-    """The ``greenroom.adapters`` entry point: Discord, when its token is set."""
-    token = platform_token(PLATFORM, host.config.discord)
-    return DiscordAdapter(host, host.config.discord, token) if token else None

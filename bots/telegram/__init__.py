@@ -20,7 +20,7 @@ from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import BadRequest, InvalidToken, RetryAfter
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
-from greenroom.bots.common import AdapterError, command_menu, platform_token, repeating
+from greenroom.bots.common import AdapterError, command_menu, repeating
 from greenroom.bots.telegram.html import to_html
 from greenroom.core.adapter import SentRef
 from greenroom.core.config import TelegramSection, secret
@@ -288,9 +288,3 @@ class TelegramAdapter:
             cached = (now + ADMIN_CACHE_SECONDS, frozenset(m.user.id for m in members))
             self._admins[tg.chat_id] = cached
         return tg.from_user is not None and tg.from_user.id in cached[1]
-
-
-def plugin(host: AdapterHost) -> TelegramAdapter | None:
-    """The ``greenroom.adapters`` entry point: Telegram, when its token is set."""
-    token = platform_token(PLATFORM, host.config.telegram)
-    return TelegramAdapter(host, host.config.telegram, token) if token else None

@@ -33,6 +33,15 @@ class LLMUnavailable(UserError):
         self.detail = detail
 
 
+class ContextFull(UserError):
+    """A prompt that leaves no room for a reply (the prompt budgets should prevent it)."""
+
+    def __init__(self, tokens: int, n_ctx: int) -> None:
+        super().__init__(
+            f"That doesn't fit my memory ({tokens} of {n_ctx} tokens); send something shorter, or /reset to start over."
+        )
+
+
 @dataclass(frozen=True)
 class Sampling:
     max_tokens: int = 160
@@ -120,7 +129,7 @@ class LlamaCppLLM:
         gen.prompt_tokens = len(tokens)
         budget = min(sampling.max_tokens, self.n_ctx - len(tokens))
         if budget <= 0:
-            raise ValueError(f"the prompt ({len(tokens)} tokens) leaves no room in the {self.n_ctx}-token context")
+            raise ContextFull(len(tokens), self.n_ctx)
         chunks = self.llama.create_completion(
             prompt=tokens,
             max_tokens=budget,

@@ -7,3 +7,12 @@ RUNTIMES = ("auto", "gpu", "cpu")
 
 class CheckpointError(UserError):
     """A folder that is not a usable Valley checkpoint, with what is wrong."""
+
+
+class ClipThreadTooLong(UserError):
+    """The questions about one clip no longer fit the language model's context."""
+
+    def __init__(self, n_ctx: int) -> None:
+        super().__init__(
+            f"Our talk about this clip no longer fits my {n_ctx}-token memory; send the clip again to start afresh."
+        )

@@ -10,6 +10,7 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
+from greenroom.models.valley.errors import ClipThreadTooLong
 from greenroom.models.valley.prompt import VisualRun
 
 
@@ -73,7 +74,7 @@ class LlamaCppLanguage:
 
     def _decode(self, n: int, n_embd: int, fill, logits_last: bool) -> None:
         if self._pos + n > self.n_ctx:
-            raise ValueError(f"the prompt does not fit the {self.n_ctx}-token context")
+            raise ClipThreadTooLong(self.n_ctx)
         batch = llama_cpp.llama_batch_init(n, n_embd, 1)
         try:
             fill(batch)
