@@ -233,7 +233,8 @@ async def test_slash_commands_are_synced_and_answered(app, fake, discord_bot):
     assert {"character", "reset", "status", "help"} <= {c["name"] for c in synced}
     await fake.dispatch("INTERACTION_CREATE", slash("character", "list"))
     followup = (await fake.wait_for("POST", "/webhooks/5000/itoken"))[0]
-    assert fake.sent("POST", "/interactions/555/itoken/callback")  # deferred ("thinking") within 3 s
+    [callback] = fake.sent("POST", "/interactions/555/itoken/callback")
+    assert callback.body["type"] == 5 and callback.at <= followup.at  # "thinking…" at once, then the answer
     assert "wren: Wren Ashby" in followup.body["content"]
 
 

@@ -188,7 +188,7 @@ class TelegramAdapter:
 
     def _for_another_bot(self, tg: TgMessage) -> bool:
         """A command addressed to another bot in a group (`/start@otherbot`): not ours to answer."""
-        text = tg.text or tg.caption or ""
+        text = (tg.text or tg.caption or "").strip()
         head = text.split(maxsplit=1)[0] if text.startswith("/") else ""
         _, at, name = head.partition("@")
         return bool(at) and name.lower() != (self.application.bot.username or "").lower()

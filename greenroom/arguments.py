@@ -1,0 +1,135 @@
+"""The `greenroom` command line's arguments (what each command is and takes); `cli` runs them."""
+
+from __future__ import annotations
+
+import argparse
+
+from greenroom.core.characters import FORMATS
+from greenroom.models.fakenews.data import PHASES
+from greenroom.models.valley.errors import RUNTIMES
+
+
+def parser() -> argparse.ArgumentParser:
+    """Every `greenroom` command and its options."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", metavar="FILE", default=argparse.SUPPRESS, help="configuration file (default: bot.toml)"
+    )
+    common.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="data folder (default: GREENROOM_DATA_DIR, else the config's data_dir)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="greenroom", parents=[common], description="Characters from your favourite stories, in your chats."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", parents=[common], help="start the enabled platforms (else the console chat)")
+    run.add_argument("--console", action="store_true", help="also chat in this terminal while the platforms run")
+
+    chat = sub.add_parser("chat", parents=[common], help="chat in the terminal")
+    chat.add_argument(
+        "--message",
+        "-m",
+        action="append",
+        metavar="TEXT",
+        help="send this message (repeatable, in order), print the replies and exit",
+    )
+    chat.add_argument("--user", metavar="NAME", help="who speaks (default: the local owner)")
+    chat.add_argument("--json", action="store_true", help="print one JSON object per reply")
+
+    character = sub.add_parser("character", parents=[common], help="manage characters")
+    csub = character.add_subparsers(dest="action", required=True)
+    load = csub.add_parser(
+        "load", parents=[common], help="load or update a character: ChatHaruhi folder or .zip, role .jsonl, or card"
+    )
+    load.add_argument("path", help="a folder, file or http(s) link")
+    load.add_argument("--name", help="character name (default: from the folder)")
+    listing = csub.add_parser("list", parents=[common], help="list loaded characters")
+    listing.add_argument("--json", action="store_true")
+    info = csub.add_parser("info", parents=[common], help="show one character")
+    info.add_argument("name")
+    info.add_argument("--json", action="store_true")
+    export = csub.add_parser("export", parents=[common], help="write a character in a format other tools read")
+    export.add_argument("name")
+    export.add_argument("out", help="output file")
+    export.add_argument("--format", choices=FORMATS, required=True)
+    remove = csub.add_parser("remove", parents=[common], help="remove a character")
+    remove.add_argument("name")
+
+    fakenews = sub.add_parser("fakenews", parents=[common], help="train and evaluate the fake-news detector")
+    fsub = fakenews.add_subparsers(dest="action", required=True)
+    train = fsub.add_parser("train", parents=[common], help="train a detector on the `train` rows")
+    train.add_argument("--data", required=True, help="flat .jsonl, or a folder with HF/HR/MF/MR.json")
+    train.add_argument(
+        "--backbone",
+        default="embedder",
+        help="'embedder' (default: the configured sentence embedder + linear heads) or a local "
+        "transformers checkpoint folder to fine-tune",
+    )
+    train.add_argument("--phase", choices=list(PHASES), default="transitional")
+    train.add_argument("--mf-share", type=float, metavar="0..1", help="machine-written share of each class")
+    train.add_argument("--out", required=True, help="model folder to write")
+    evaluate = fsub.add_parser("eval", parents=[common], help="accuracy on HR, HF, MR and MF, and a length baseline")
+    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--model", help="model folder (default: the detector shipped with Greenroom)")
+    evaluate.add_argument("--split", default="val", choices=["train", "val", "test", "all"])
+    evaluate.add_argument("--json", action="store_true")
+    sweep = fsub.add_parser("sweep", parents=[common], help="the paper's experiment: phases x machine shares")
+    sweep.add_argument("--data", required=True)
+    sweep.add_argument("--json", action="store_true")
+
+    links = sub.add_parser("links", parents=[common], help="check links for fake news")
+    lsub = links.add_subparsers(dest="action", required=True)
+    check = lsub.add_parser("check", parents=[common], help="fetch a link, read the article, score it")
+    check.add_argument("url")
+    check.add_argument("--json", action="store_true")
+
+    video = sub.add_parser("video", parents=[common], help="describe clips with Valley")
+    vsub = video.add_subparsers(dest="action", required=True)
+    describe = vsub.add_parser("describe", parents=[common], help="describe a clip, or answer a question about it")
+    describe.add_argument("file")
+    describe.add_argument("--question", help="what to ask (default: describe the clip)")
+    describe.add_argument("--checkpoint", help="Valley folder (default: the config's video.checkpoint)")
+    describe.add_argument("--runtime", choices=RUNTIMES, help="default: the config's video.runtime")
+    describe.add_argument("--json", action="store_true")
+    embed = vsub.add_parser(
+        "embed", parents=[common], help="write the (256+T) x hidden visual rows fed to the language model, for checking"
+    )
+    embed.add_argument("file")
+    embed.add_argument("--checkpoint", required=True)
+    embed.add_argument("--out", required=True, metavar="FILE.npy")
+    embed.add_argument("--runtime", choices=RUNTIMES, default="auto")
+
+    memory = sub.add_parser("memory", parents=[common], help="move the script-memory indexes between stores")
+    msub = memory.add_subparsers(dest="action", required=True)
+    mexport = msub.add_parser("export", parents=[common], help="write every index (vectors included) to a file")
+    mexport.add_argument("file")
+    mimport = msub.add_parser(
+        "import", parents=[common], help="write the indexes in a file into the configured store (memory.qdrant_url)"
+    )
+    mimport.add_argument("file")
+
+    sub.add_parser("plugins", parents=[common], help="list the installed adapter, handler and command plugins")
+
+    worker = sub.add_parser("worker", parents=[common], help="run jobs from the Redis queue")
+    worker.add_argument("kind", choices=["video"])
+    worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+
+    valley = sub.add_parser("valley", parents=[common], help="prepare Valley checkpoints")
+    wsub = valley.add_subparsers(dest="action", required=True)
+    delta = wsub.add_parser("apply-delta", parents=[common], help="add the 13B delta release to LLaMA-13B")
+    delta.add_argument("base")
+    delta.add_argument("delta")
+    delta.add_argument("out")
+    convert = wsub.add_parser(
+        "convert",
+        parents=[common],
+        help="write a checkpoint as vision/projector safetensors + a GGUF language model (CPU)",
+    )
+    convert.add_argument("checkpoint")
+    convert.add_argument("out")
+    convert.add_argument("--outtype", choices=("f16", "f32"), default="f16")
+    return parser
