@@ -171,7 +171,8 @@ class CommandRegistry:
         return [c for p, c in self._commands.items() if p.startswith(name + " ")]
 
     def visible_to(self, level: Level) -> Iterable[Command]:
-        return (c for c in self._commands.values() if c.level <= level)
+        """The commands ``level`` may run, by name (as /help and the platforms' menus list them)."""
+        return (c for path, c in sorted(self._commands.items()) if c.level <= level)
 
     async def run(
         self, ctx: Context, name: str, args: str, audit: Callable[[Command, str, str], None] | None = None
