@@ -12,7 +12,6 @@ import shlex
 from greenroom.core.commands import ACL_CHATS, ACL_USERS, CommandSet, Context, Level, refusal
 from greenroom.core.services import Services
 from greenroom.memory.characters import CharacterError, slug
-from greenroom.memory.library import LoadResult
 
 LOAD_USAGE = (
     "Usage: /character load PATH|URL [--name NAME], or send a character file with /character load as its caption"
@@ -111,7 +110,7 @@ def characters(s: Services) -> CommandSet:
         if not args:
             return "Usage: /character reload NAME"
         cid = slug(args)
-        loaded: tuple[LoadResult, str] | None = await service.reload(cid)
+        loaded = await service.reload(cid)
         if loaded is None:
             return f"{cid} was not loaded from a file I can read again; load it with /character load PATH."
         result, note = loaded

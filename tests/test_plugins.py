@@ -12,22 +12,6 @@ import pytest
 
 from greenroom.compose import describe_plugins
 
-PYPROJECT = """
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "greenroom-echo"
-version = "0.1.0"
-
-[project.entry-points."greenroom.adapters"]
-echo = "greenroom_echo:adapter"
-
-[project.entry-points."greenroom.commands"]
-echo = "greenroom_echo:commands"
-"""
-
 PLUGIN = '''
 """An echo platform (messages come from `hear`) and a /shout command."""
 import itertools
@@ -109,10 +93,19 @@ def commands(services):
 '''
 
 
-def install(tmp_path, monkeypatch, name: str, pyproject: str, module: str) -> None:
-    """`pip install` of a plugin package into a folder put on sys.path (the venv stays as it was)."""
+def install(tmp_path, monkeypatch, name: str, entry_points: dict[str, str], module: str) -> None:
+    """`pip install` of a plugin package (``entry_points``: group -> "module:factory", registered under
+    the package's last word) into a folder put on sys.path (the venv stays as it was)."""
     src, target = tmp_path / name, tmp_path / f"site-{name}"
     src.mkdir()
+    plugin = name.rsplit("-", 1)[-1]
+    registered = "".join(
+        f'\n[project.entry-points."{group}"]\n{plugin} = "{value}"\n' for group, value in entry_points.items()
+    )
+    pyproject = (
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        f'[project]\nname = "{name}"\nversion = "0.1.0"\n{registered}'
+    )
     (src / "pyproject.toml").write_text(pyproject, encoding="utf-8")
     (src / f"{name.replace('-', '_')}.py").write_text(textwrap.dedent(module), encoding="utf-8")
     subprocess.run(
@@ -137,7 +130,8 @@ def install(tmp_path, monkeypatch, name: str, pyproject: str, module: str) -> No
 
 @pytest.fixture
 def echo_plugin(tmp_path, monkeypatch):
-    install(tmp_path, monkeypatch, "greenroom-echo", PYPROJECT, PLUGIN)
+    entry_points = {"greenroom.adapters": "greenroom_echo:adapter", "greenroom.commands": "greenroom_echo:commands"}
+    install(tmp_path, monkeypatch, "greenroom-echo", entry_points, PLUGIN)
     yield
     sys.modules.pop("greenroom_echo", None)
 
@@ -162,27 +156,24 @@ def test_a_plugin_that_is_not_enabled_adds_no_adapter(echo_plugin, open_app, mon
     assert open_app().adapters() == []
 
 
-BROKEN = """
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "greenroom-broken"
-version = "0.1.0"
-
-[project.entry-points."greenroom.commands"]
-broken = "greenroom_broken:commands"
-"""
-
-
 def test_a_plugin_that_does_not_load_is_named_at_start(tmp_path, monkeypatch, config_file, capsys) -> None:
     from greenroom.cli import main
 
-    install(tmp_path, monkeypatch, "greenroom-broken", BROKEN, "import libfoo_that_is_not_installed\n")
+    entry_points = {"greenroom.commands": "greenroom_broken:commands"}
+    install(tmp_path, monkeypatch, "greenroom-broken", entry_points, "import libfoo_that_is_not_installed\n")
     assert main(["--config", str(config_file), "plugins"]) == 2
     said = capsys.readouterr().err.strip().splitlines()[-1]
     assert said.startswith(
         "greenroom: the greenroom.commands plugin 'broken' (greenroom_broken:commands) does not load"
     )
     assert "No module named 'libfoo_that_is_not_installed'" in said
+
+
+def test_two_packages_claiming_one_plugin_name_are_refused(tmp_path, monkeypatch, config_file, capsys) -> None:
+    from greenroom.cli import main
+
+    entry_points = {"greenroom.handlers": "greenroom_persona:persona"}
+    install(tmp_path, monkeypatch, "greenroom-persona", entry_points, "def persona(services):\n    return []\n")
+    assert main(["--config", str(config_file), "plugins"]) == 2
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "both register the greenroom.handlers plugin 'persona': uninstall one" in said

@@ -52,6 +52,29 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
 
 
+def message_payload(
+    message_id: str, channel_id: str, author: dict[str, Any], content: str, mentions: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A Discord message object as the gateway and REST API send it."""
+    return {
+        "id": message_id,
+        "channel_id": channel_id,
+        "author": author,
+        "content": content,
+        "timestamp": now_iso(),
+        "edited_timestamp": None,
+        "tts": False,
+        "mention_everyone": False,
+        "mentions": mentions,
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": [],
+        "pinned": False,
+        "type": 0,
+        "flags": 0,
+    }
+
+
 class FakeDiscord(FakeServer[Call]):
     """REST under `/api/v10`, the gateway at `/gw`, attachment files under `/files/`."""
 
@@ -184,23 +207,13 @@ class FakeDiscord(FakeServer[Call]):
         """A MESSAGE_CREATE payload: a DM unless ``guild``; ``mention`` puts the bot's mention first."""
         if mention:
             content = f"<@{BOT['id']}> {content}"
-        data: dict[str, Any] = {
-            "id": str(next(self._ids)),
-            "channel_id": channel or (CHANNEL if guild else "400"),
-            "author": user(author, f"User{author}"),
-            "content": content,
-            "timestamp": now_iso(),
-            "edited_timestamp": None,
-            "tts": False,
-            "mention_everyone": False,
-            "mentions": [BOT] if mention else [],
-            "mention_roles": [],
-            "attachments": [],
-            "embeds": [],
-            "pinned": False,
-            "type": 0,
-            "flags": 0,
-        }
+        data = message_payload(
+            str(next(self._ids)),
+            channel or (CHANNEL if guild else "400"),
+            user(author, f"User{author}"),
+            content,
+            [BOT] if mention else [],
+        )
         if guild:
             data["guild_id"] = GUILD
             data["member"] = {"roles": list(roles), "joined_at": now_iso(), "deaf": False, "mute": False, "flags": 0}
@@ -237,23 +250,8 @@ class FakeDiscord(FakeServer[Call]):
         return self._answer(request.method, path, body)
 
     def _message(self, channel_id: str, body: dict[str, Any], message_id: str | None = None) -> dict[str, Any]:
-        return {
-            "id": message_id or str(next(self._ids)),
-            "channel_id": channel_id,
-            "author": BOT,
-            "content": (body or {}).get("content") or "",
-            "timestamp": now_iso(),
-            "edited_timestamp": None,
-            "tts": False,
-            "mention_everyone": False,
-            "mentions": [],
-            "mention_roles": [],
-            "attachments": [],
-            "embeds": [],
-            "pinned": False,
-            "type": 0,
-            "flags": 0,
-        }
+        content = (body or {}).get("content") or ""
+        return message_payload(message_id or str(next(self._ids)), channel_id, BOT, content, [])
 
     def _answer(self, method: str, path: str, body: Any) -> web.Response:
         parts = path.strip("/").split("/")
