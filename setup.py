@@ -18,5 +18,5 @@ packages = ["greenroom"] + [
 setup(
     packages=packages,
     package_dir={"greenroom": "greenroom", **{f"greenroom.{layer}": layer for layer in LAYERS}},
-    package_data={"": ["*.txt", "*.toml", "*.json", "*.md"]},
+    package_data={"": ["*.txt", "*.toml", "*.json", "*.md", "*.mako"]},
 )

@@ -2,8 +2,8 @@
 the command line alike.
 
 A character comes from a path on the bot's machine, a link (through the safe fetcher), or a file
-sent in chat. Files that came over the network are kept in ``uploads/<character id>/`` once they
-have loaded, so `/character reload` reads that character's own file again.
+sent in chat. Files that came over the network are kept in the database once they have loaded
+(`memory/uploads.py`), so `/character reload` reads that character's own file again on any process.
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
-import shutil
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from yarl import URL
@@ -29,6 +26,7 @@ from greenroom.memory.chatharuhi_jsonl import column_name, write_jsonl
 from greenroom.memory.importers import read_character
 from greenroom.memory.library import Library, LoadResult
 from greenroom.memory.settings import Settings
+from greenroom.memory.uploads import Uploads
 from greenroom.models.embedder import Embedder
 from greenroom.models.fakenews.fetch import SafeFetcher
 
@@ -60,7 +58,7 @@ class Characters:
         embedder: Embedder,
         settings: Settings,
         fetch: FetchSection,
-        uploads: Path,
+        uploads: Uploads,
         default_character: str,
     ) -> None:
         self.library = library
@@ -75,23 +73,18 @@ class Characters:
         path: str | Path,
         name: str | None = None,
         progress: bool = False,
-        kept_at: Callable[[str], Path] | None = None,
-        url: str | None = None,
+        source: dict | None = None,
     ) -> Loaded:
         """Read a character package in any supported format and load it (atomically).
 
-        ``kept_at(character id)`` is where the file is kept, when that is not ``path`` (an upload
-        being staged); ``url`` is where a reload fetches it again.
+        ``source`` says where a reload finds it again, when that is not ``path`` (a file sent in
+        chat: {"upload": filename}, plus {"url"} when it was fetched).
         """
         imported = read_character(path, name, column_name(self.embedder.name), self.embedder.dim)
         cid = imported.character.id
-        kept = kept_at(cid) if kept_at else Path(path).expanduser().resolve()
-        source = {"path": str(kept), "name": name}
-        if url:
-            source["url"] = url
-        previous = self.library.source_of(cid).get("path")
-        moved = previous and Path(previous).parent == self.uploads  # kept by an older Greenroom: uploads/FILE
-        if previous and previous != source["path"] and not moved:
+        source = (source or {"path": str(Path(path).expanduser().resolve())}) | {"name": name}
+        previous = _origin(self.library.source_of(cid))
+        if previous and previous != _origin(source):
             raise CharacterError(
                 f"a character named '{cid}' is already loaded from {previous}; load this one "
                 f"with --name NAME, or remove '{cid}' first"
@@ -117,28 +110,24 @@ class Characters:
             return None
         if source.get("url"):
             return await self.load_url(source["url"], source.get("name"))
+        if "upload" in source:
+            kept = self.uploads.get(character_id)
+            if kept is None:
+                raise CharacterError(f"the file '{character_id}' was loaded from is no longer kept; send it again")
+            return await self._load_bytes(*kept, source.get("name"))
         return await asyncio.to_thread(self.load, source["path"], source.get("name"))
 
     async def _load_bytes(self, filename: str, data: bytes, name: str | None, url: str | None = None) -> Loaded:
-        """Load a character file that came over the network. It is kept in `uploads/<id>/` (for
-        /character reload) only once it has loaded; a failed load leaves the previous one in place."""
-        self.uploads.mkdir(parents=True, exist_ok=True)
+        """Load a character file that came over the network. It is kept in the database (for
+        /character reload) once it has loaded; a failed load leaves the previous one in place."""
         filename = re.sub(r"[^\w.-]", "_", Path(filename).name).lstrip(".") or "character"
-        staging = Path(tempfile.mkdtemp(dir=self.uploads, prefix=".incoming-"))
-
-        def kept_at(cid: str) -> Path:
-            return self.uploads / cid / filename
-
-        try:
-            incoming = staging / filename
+        source = {"upload": filename} | ({"url": url} if url else {})
+        with tempfile.TemporaryDirectory(prefix="greenroom-upload-") as staging:
+            incoming = Path(staging) / filename
             incoming.write_bytes(data)
-            loaded = await asyncio.to_thread(self.load, incoming, name, kept_at=kept_at, url=url)
-            kept = kept_at(loaded[0].character.id)
-            kept.parent.mkdir(exist_ok=True)
-            os.replace(incoming, kept)
-            return loaded
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            loaded = await asyncio.to_thread(self.load, incoming, name, source=source)
+        self.uploads.keep(loaded[0].character.id, filename, data)
+        return loaded
 
     def export(self, character_id: str, out: Path, format: str) -> int:
         """Write a character as a V2 card (JSON) or a ChatHaruhi role jsonl with this embedder's
@@ -157,6 +146,7 @@ class Characters:
         if not self.library.remove(cid):
             raise CharacterError(f"no character named '{cid}'")
         self.settings.forget_value("character", cid)
+        self.uploads.forget(cid)
         return cid
 
     def ensure_default(self) -> None:
@@ -172,3 +162,10 @@ class Characters:
             )
         log.info("loading the bundled character %s", cid)
         self.load(folder, progress=sys.stderr.isatty())
+
+
+def _origin(source: dict) -> str:
+    """Where a character's file lives, for telling two different characters of one name apart."""
+    if "upload" in source:
+        return f"the file {source['upload']} sent in chat" + (f" from {source['url']}" if source.get("url") else "")
+    return source.get("path", "")

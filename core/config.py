@@ -11,6 +11,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -168,6 +169,12 @@ class EmbedderSection(Section):
     batch_size: int = Field(64, ge=1)
 
 
+class DatabaseSection(Section):
+    # "" = a SQLite file in the data folder; postgresql://user@host/db for several processes or machines
+    url: str = ""
+    password_env: str = "GREENROOM_DATABASE_PASSWORD"  # the password, when the URL has none
+
+
 class MemorySection(Section):
     qdrant_url: str = ""  # "" = embedded on disk (data_dir/qdrant); else a Qdrant server or cluster
     qdrant_api_key_env: str = "QDRANT_API_KEY"
@@ -194,6 +201,7 @@ class Config(Section):
     video: VideoSection = VideoSection()
     llm: LlmSection = LlmSection()
     embedder: EmbedderSection = EmbedderSection()
+    database: DatabaseSection = DatabaseSection()
     memory: MemorySection = MemorySection()
     health: HealthSection = HealthSection()
     plugins: dict[str, dict[str, Any]] = {}  # a third-party plugin's own settings: [plugins.NAME]
@@ -281,4 +289,6 @@ def secret_values(config: Config) -> list[str]:
         for key, value in section.items()
         if key.endswith("_env") and isinstance(value, str)
     ]
-    return [v for name in names if (v := secret(name))]
+    found = [v for name in names if (v := secret(name))]
+    password = urlsplit(config.database.url).password if config.database.url else None
+    return [*found, password] if password else found

@@ -6,11 +6,11 @@ every admitted message. Each factory gives its handlers the services they use.
 
 from __future__ import annotations
 
-from greenroom.core.audit import AuditLog
 from greenroom.core.commands import CommandRegistry, Context
 from greenroom.core.dispatch import Observer, Route
 from greenroom.core.events import Attachment, AttachmentKind
 from greenroom.core.services import Services
+from greenroom.memory.audit import AuditEntry, AuditLog
 
 
 class CommandRoute:
@@ -22,11 +22,14 @@ class CommandRoute:
 
     async def handle(self, ctx: Context) -> None:
         name, args = ctx.message.command  # type: ignore[misc]
+        m = ctx.message
         answer = await self.commands.run(
             ctx,
             name,
             args,
-            lambda cmd, rest, outcome: self.audit.record(ctx.message, cmd.path, rest, outcome, cmd.level.scope),
+            lambda cmd, rest, outcome: self.audit.record(
+                AuditEntry(m.author.ref, m.author.display_name, str(m.key), cmd.level.scope, cmd.path, rest, outcome)
+            ),
         )
         if answer:
             await ctx.say(answer)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from greenroom.core.audit import AuditLog
 from greenroom.core.characters import Characters
 from greenroom.core.commands import CommandRegistry
 from greenroom.core.config import Config
@@ -17,6 +16,7 @@ from greenroom.core.factcheck import FactCheck
 from greenroom.core.metrics import Metrics
 from greenroom.core.persona import PersonaEngine
 from greenroom.core.video import VideoDesk
+from greenroom.memory.audit import AuditLog
 from greenroom.memory.history import History
 from greenroom.memory.library import Library
 from greenroom.memory.settings import Settings

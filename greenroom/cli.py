@@ -220,7 +220,10 @@ def _memory(app: Greenroom, args: argparse.Namespace) -> int:
     from greenroom.memory.transfer import export_store, import_store
 
     path = Path(args.file)
-    counts = (export_store if args.action == "export" else import_store)(app.store, path)
+    if args.action == "export":
+        counts = export_store(app.store, path)
+    else:
+        counts = import_store(app.store, path, app.library.repoint)
     verb = "wrote" if args.action == "export" else "imported"
     print(
         f"{verb} {len(counts)} indexes, {sum(counts.values())} points"

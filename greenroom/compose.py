@@ -15,7 +15,6 @@ from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
 from greenroom.core.adapter import Adapter
-from greenroom.core.audit import AuditLog
 from greenroom.core.characters import Characters
 from greenroom.core.commands import Access, CommandRegistry, Context
 from greenroom.core.config import Config, secret
@@ -27,11 +26,13 @@ from greenroom.core.persona import PersonaEngine
 from greenroom.core.plugins import ADAPTERS, COMMANDS, HANDLERS, AdapterHost, load_plugins
 from greenroom.core.ratelimit import RateLimiter
 from greenroom.core.video import VideoDesk
-from greenroom.memory.db import Database, ensure_writable
+from greenroom.memory.audit import AuditLog
+from greenroom.memory.db import Database, database_url, ensure_writable
 from greenroom.memory.history import History
 from greenroom.memory.library import Library
 from greenroom.memory.settings import Settings
 from greenroom.memory.store import Cluster, EdgeStore, MemoryStore, ServerStore
+from greenroom.memory.uploads import Uploads
 from greenroom.memory.verdicts import VerdictCache
 from greenroom.models.embedder import Embedder
 from greenroom.models.fakenews.checker import LinkChecker
@@ -53,10 +54,11 @@ class Greenroom:
     def __init__(self, config: Config, embedder: Embedder | None = None, llm: LLM | None = None) -> None:
         self.config = config
         self.data_dir = ensure_writable(config.data_path())
-        self.db = Database(self.data_dir / "greenroom.sqlite3")
+        db = config.database
+        self.db = Database(database_url(db.url, self.data_dir, secret(db.password_env)), self.data_dir)
         self.history = History(self.db)
         self.settings = Settings(self.db)
-        self.audit = AuditLog(self.data_dir / "audit.log")
+        self.audit = AuditLog(self.db)
         self.metrics = Metrics()
         if embedder is not None:
             self.embedder = embedder
@@ -72,11 +74,17 @@ class Greenroom:
     def store(self) -> MemoryStore:
         c = self.config.memory
         if c.qdrant_url:
-            return ServerStore.connect(
+            store = ServerStore.connect(
                 c.qdrant_url,
                 secret(c.qdrant_api_key_env),
+                self.embedder.name,
+                self.embedder.dim,
                 Cluster(c.shard_number, c.replication_factor, c.on_disk_payload),
             )
+            adopted = store.adopt_legacy()
+            if adopted:
+                log.info("moved %d per-version collection(s) into the shared collection", len(adopted))
+            return store
         return EdgeStore(self.data_dir / "qdrant")
 
     @cached_property
@@ -137,7 +145,7 @@ class Greenroom:
             self.embedder,
             self.settings,
             self.config.fetch,
-            self.data_dir / "uploads",
+            Uploads(self.db),
             self.config.persona.default_character,
         )
 

@@ -1,19 +1,47 @@
-"""The SQLite database in the data folder (WAL), shared by the library, history and settings."""
+"""The database: SQLite in the data folder by default, PostgreSQL for several processes or machines.
+
+`Database(url)` opens it through SQLAlchemy and brings its schema up to date with the Alembic
+migrations in `migrations/` (a data folder from Greenroom 0.1 migrates in place). A database
+written by a newer Greenroom is refused, never downgraded. Connection problems become one short
+`DatabaseError` naming the host and never the password.
+"""
 
 from __future__ import annotations
 
-import sqlite3
-import threading
+import logging
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, Table, create_engine, event, exc, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL, make_url
+
 from greenroom.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK = 7_250_016  # a PostgreSQL advisory lock: one process migrates at a time
+HOLDER = f"{socket.gethostname()}:{os.getpid()}"  # this process, in leases
 
 
 class DataDirError(UserError):
     """The data folder cannot be used."""
+
+
+class DatabaseError(UserError):
+    """The database cannot be reached or used; the message never holds a password."""
+
+    log_level = logging.WARNING
 
 
 def ensure_writable(folder: Path) -> Path:
@@ -31,32 +59,119 @@ def ensure_writable(folder: Path) -> Path:
     return folder
 
 
+def database_url(url: str, data_dir: Path, password: str | None = None) -> URL:
+    """The URL to open: a SQLite file in the data folder when ``url`` is empty; `postgresql://`
+    goes through psycopg 3; ``password`` (from the environment) fills a URL that has none."""
+    if not url:
+        return make_url(f"sqlite:///{data_dir / 'greenroom.sqlite3'}")
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise DatabaseError("database.url is not a database URL (expected sqlite:///PATH or postgresql://…)") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if password and parsed.password is None and parsed.drivername != "sqlite":
+        parsed = parsed.set(password=password)
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise DatabaseError(f"database.url: {parsed.get_backend_name()} is not supported (SQLite or PostgreSQL)")
+    return parsed
+
+
 class Database:
-    """One connection guarded by a lock; `transaction()` commits or rolls back as a whole."""
+    """An engine plus short transactions: `read()` and `write()` (SQLite writers queue up front)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.lock = threading.RLock()
+    def __init__(self, url: str | Path | URL, data_dir: Path | None = None) -> None:
+        self.url = make_url(f"sqlite:///{url}") if isinstance(url, Path) else make_url(url)
+        self.where = self.url.render_as_string(hide_password=True)
+        self.sqlite = self.url.get_backend_name() == "sqlite"
+        self.engine = self._engine()
+        self._migrate(data_dir)
 
-    def execute(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row | Any]:
-        with self.lock:
-            return self.conn.execute(sql, params).fetchall()
+    def _engine(self) -> Engine:
+        if not self.sqlite:
+            return create_engine(
+                self.url, pool_pre_ping=True, pool_size=8, max_overflow=8, connect_args={"connect_timeout": 5}
+            )
+        engine = create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi: Any, _record: Any) -> None:
+            dbapi.isolation_level = None  # transactions begin below, as SQLAlchemy's SQLite docs advise
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+                dbapi.execute(f"PRAGMA {pragma}")
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
+        return engine
+
+    def _migrate(self, data_dir: Path | None) -> None:
+        """Bring the schema to this Greenroom's newest revision; refuse a newer one."""
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        script = ScriptDirectory.from_config(cfg)
+        with self.connect(write=True) as conn:
+            if not self.sqlite:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+            try:
+                current = MigrationContext.configure(conn).get_current_revision()
+                known = {r.revision for r in script.walk_revisions()}
+                if current is not None and current not in known:
+                    raise DatabaseError(
+                        f"the database at {self.where} was written by a newer Greenroom (schema {current}; "
+                        f"this one knows up to {script.get_current_head()}): upgrade Greenroom, or point "
+                        "database.url elsewhere"
+                    )
+                if current != script.get_current_head():
+                    log.info("database %s: migrating schema %s -> %s", self.where, current, script.get_current_head())
+                    cfg.attributes.update(connection=conn, data_dir=data_dir)
+                    command.upgrade(cfg, "head")
+                conn.commit()
+            finally:
+                if not self.sqlite:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+                    conn.commit()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+    def connect(self, write: bool = False) -> Iterator[Connection]:
+        """A connection; database trouble becomes one `DatabaseError` naming where (no password)."""
+        try:
+            with self.engine.connect() as conn:
+                if write:
+                    conn.execution_options(write=True)
+                yield conn
+        except exc.OperationalError as e:
+            raise DatabaseError(f"the database at {self.where} is not answering ({_reason(e)}); try again") from None
+        except exc.InterfaceError as e:
+            raise DatabaseError(f"the database at {self.where} dropped the connection ({_reason(e)})") from None
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One transaction: committed as a whole, or rolled back on any error."""
+        with self.connect(write=True) as conn, conn.begin():
+            yield conn
+
+    def upsert(self, conn: Connection, table: Table, values: dict[str, Any], keys: list[str]) -> None:
+        """Insert a row, or update the one with the same ``keys``."""
+        insert = sqlite_insert if self.sqlite else pg_insert
+        statement = insert(table).values(**values)
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=keys, set_={k: statement.excluded[k] for k in values if k not in keys}
+            )
+        )
 
     def close(self) -> None:
-        with self.lock:
-            self.conn.close()
+        self.engine.dispose()
+
+
+def _reason(error: exc.DBAPIError) -> str:
+    """The driver's first line, without the statement SQLAlchemy appends."""
+    first = str(error.orig).strip().splitlines()[0] if error.orig is not None else type(error).__name__
+    return first.removeprefix("connection failed: ")

@@ -1,9 +1,12 @@
-"""The character library: loaded characters in SQLite, their stories' vectors in the memory store.
+"""The character library: loaded characters in the database, their stories' vectors in the memory store.
 
-Loading is atomic. The new version's index is written completely first; one SQLite
-transaction then swaps the character's row and stories; only after that is the old index
-dropped. A failure anywhere before the swap leaves the previous version in place, and a
-reload of identical content does nothing.
+Loading is atomic. The new version's index is written completely first; one database
+transaction then switches the character's row, stories and index name; only after that is the
+old index dropped. A failure anywhere before the switch leaves the previous version in place,
+and a reload of identical content does nothing. A load holds a lease in the shared database
+(`memory/leases.py`), so two processes never load one name at once, and vectors left by a load
+that was killed are dropped by the next process that starts. Nothing drops an index that a
+character row points to.
 """
 
 from __future__ import annotations
@@ -12,29 +15,23 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy import delete, func, select, update
 from tqdm import tqdm
 
 from greenroom.memory.characters import Character, CharacterError, Story
 from greenroom.memory.db import Database
+from greenroom.memory.leases import Lease, Leases
+from greenroom.memory.schema import characters, stories
 from greenroom.memory.store import MemoryStore, Passage, SearchQuery, VectorIndex, point_id
 from greenroom.models.embedder import Embedder, LexicalEncoder
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS characters (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, system_prompt TEXT NOT NULL, greeting TEXT NOT NULL,
-    speaker_aliases TEXT NOT NULL, settings TEXT NOT NULL, source_format TEXT NOT NULL,
-    version TEXT NOT NULL, embedder TEXT NOT NULL, tokenizer TEXT NOT NULL, loaded_at REAL NOT NULL,
-    source TEXT NOT NULL DEFAULT '{}', extra TEXT NOT NULL DEFAULT '{}');
-CREATE TABLE IF NOT EXISTS stories (
-    character_id TEXT NOT NULL REFERENCES characters(id) ON DELETE CASCADE, idx INTEGER NOT NULL,
-    source TEXT NOT NULL, text TEXT NOT NULL, tokens INTEGER NOT NULL, PRIMARY KEY (character_id, idx));
-"""
 BATCH = 256
 
 
@@ -60,6 +57,7 @@ class Loaded:
     stories: list[StoredStory]
     index: VectorIndex
     version: str
+    index_name: str
     windows: bool
 
 
@@ -89,28 +87,42 @@ class Library:
         self.lexical = LexicalEncoder()
         self.count_tokens = count_tokens
         self.tokenizer_id = tokenizer_id
+        self.leases = Leases(db)
         self._loaded: dict[str, Loaded] = {}
         self._write_lock = threading.Lock()
-        with db.transaction() as conn:
-            for statement in filter(str.strip, SCHEMA.split(";")):
-                conn.execute(statement)
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(characters)")}
-            for column in ("source", "extra"):  # data folders from before these existed
-                if column not in columns:
-                    conn.execute(f"ALTER TABLE characters ADD COLUMN {column} TEXT NOT NULL DEFAULT '{{}}'")
-        self._drop_orphans()
+        dropped = self.leases.reap(self.store.drop, self.live_indexes())
+        if dropped:
+            log.info("dropped %d index(es) left by interrupted loads: %s", len(dropped), ", ".join(dropped))
 
     # ----- reading -----------------------------------------------------------------------------
 
     def ids(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT id FROM characters ORDER BY id")]
+        with self.db.read() as conn:
+            return list(conn.execute(select(characters.c.id).order_by(characters.c.id)).scalars())
+
+    def live_indexes(self) -> set[str]:
+        """The vector indexes character rows point to: never dropped."""
+        with self.db.read() as conn:
+            return set(conn.execute(select(characters.c.index_name)).scalars())
 
     def summaries(self) -> list[dict]:
-        rows = self.db.execute(
-            "SELECT c.id, c.name, c.source_format, c.version, c.loaded_at, COUNT(s.idx), "
-            "COALESCE(SUM(s.tokens), 0) FROM characters c LEFT JOIN stories s ON s.character_id = c.id "
-            "GROUP BY c.id ORDER BY c.id"
+        c, s = characters.c, stories.c
+        query = (
+            select(
+                c.id,
+                c.name,
+                c.source_format,
+                c.version,
+                c.loaded_at,
+                func.count(s.idx),
+                func.coalesce(func.sum(s.tokens), 0),
+            )
+            .select_from(characters.outerjoin(stories, s.character_id == c.id))
+            .group_by(c.id, c.name, c.source_format, c.version, c.loaded_at)
+            .order_by(c.id)
         )
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
         return [
             {
                 "id": r[0],
@@ -125,54 +137,59 @@ class Library:
         ]
 
     def version_of(self, character_id: str) -> str | None:
-        rows = self.db.execute("SELECT version FROM characters WHERE id = ?", (character_id,))
-        return rows[0][0] if rows else None
+        return self._current(character_id)[0]
+
+    def _current(self, character_id: str) -> tuple[str | None, str]:
+        """The character's version and index name (None, "" when it is not loaded)."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(characters.c.version, characters.c.index_name).where(characters.c.id == character_id)
+            ).first()
+        return (row.version, row.index_name) if row else (None, "")
 
     def get(self, character_id: str) -> Loaded:
         """The current version of a character (reopened if another process replaced it)."""
-        version = self.version_of(character_id)
+        version, index_name = self._current(character_id)
         cached = self._loaded.get(character_id)
-        if cached is not None and cached.version == version:
+        if cached is not None and cached.index_name == index_name:
             return cached
-        character, stories = self.character(character_id)  # raises for an unknown name
+        character, told = self.character(character_id)  # raises for an unknown name
         assert version is not None
-        index = self.store.open(f"{character_id}-{version}")
+        index = self.store.open(index_name)
         if cached is not None:
             cached.index.close()
-        loaded = Loaded(character, stories, index, version, windows=index.count() > len(stories))
+        loaded = Loaded(character, told, index, version, index_name, windows=index.count() > len(told))
         self._loaded[character_id] = loaded
         return loaded
 
     def character(self, character_id: str) -> tuple[Character, list[StoredStory]]:
-        """A character and its stories from SQLite alone (no vector index is opened)."""
-        rows = self.db.execute(
-            "SELECT name, system_prompt, greeting, speaker_aliases, settings, source_format, "
-            "tokenizer, extra FROM characters WHERE id = ?",
-            (character_id,),
-        )
-        if not rows:
+        """A character and its stories from the database alone (no vector index is opened)."""
+        with self.db.read() as conn:
+            row = conn.execute(select(characters).where(characters.c.id == character_id)).first()
+            told = [
+                StoredStory(*r)
+                for r in conn.execute(
+                    select(stories.c.idx, stories.c.source, stories.c.text, stories.c.tokens)
+                    .where(stories.c.character_id == character_id)
+                    .order_by(stories.c.idx)
+                )
+            ]
+        if row is None:
             raise CharacterError(f"no character named '{character_id}' (see /character list)")
-        row = rows[0]
-        stories = [
-            StoredStory(*r)
-            for r in self.db.execute(
-                "SELECT idx, source, text, tokens FROM stories WHERE character_id = ? ORDER BY idx", (character_id,)
-            )
-        ]
-        if row[6] != self.tokenizer_id:  # the chat model changed since the load: recount once
-            stories = self._recount(character_id, stories)
+        if row.tokenizer != self.tokenizer_id:  # the chat model changed since the load: recount once
+            told = self._recount(character_id, told)
         character = Character(
             id=character_id,
-            name=row[0],
-            system_prompt=row[1],
-            greeting=row[2],
-            speaker_aliases=tuple(json.loads(row[3])),
-            settings=json.loads(row[4]),
-            source_format=row[5],
-            stories=tuple(Story(s.text, s.source) for s in stories),
-            extra=json.loads(row[7]),
+            name=row.name,
+            system_prompt=row.system_prompt,
+            greeting=row.greeting,
+            speaker_aliases=tuple(json.loads(row.speaker_aliases)),
+            settings=json.loads(row.settings),
+            source_format=row.source_format,
+            stories=tuple(Story(s.text, s.source) for s in told),
+            extra=json.loads(row.extra),
         )
-        return character, stories
+        return character, told
 
     def search(self, character_id: str, query: str, k: int, hybrid: bool = True) -> list[Retrieved]:
         """The k best stories for a query, each story once (its best window counts)."""
@@ -189,9 +206,10 @@ class Library:
     # ----- writing -----------------------------------------------------------------------------
 
     def source_of(self, character_id: str) -> dict:
-        """Where a character was loaded from ({"path", "name"}), for /character reload."""
-        rows = self.db.execute("SELECT source FROM characters WHERE id = ?", (character_id,))
-        return json.loads(rows[0][0]) if rows else {}
+        """Where a character was loaded from ({"path" or "upload", "name", "url"}), for /character reload."""
+        with self.db.read() as conn:
+            raw = conn.execute(select(characters.c.source).where(characters.c.id == character_id)).scalar()
+        return json.loads(raw) if raw else {}
 
     def load(
         self,
@@ -211,10 +229,10 @@ class Library:
                 f"{len(vectors)} stored vectors of size {vectors.shape[-1]} do not match "
                 f"{len(character.stories)} stories for a {self.embedder.dim}-d embedder"
             )
-        with self._write_lock:
+        name = f"{character.id}-{character.version}"
+        with self._write_lock, self._lease(character.id, name) as lease:
             if self.version_of(character.id) == character.version:
                 return LoadResult(character, False, len(character.stories), 0, time.perf_counter() - started)
-            name = f"{character.id}-{character.version}"
             texts, owners = self._passages(character)
             index = self.store.create(name, self.embedder.dim)
             try:
@@ -229,17 +247,31 @@ class Library:
                     batch = list(zip(texts[start : start + BATCH], owners[start : start + BATCH], strict=True))
                     index.add(self._embed(batch, vectors))
                     bar.update(len(batch))
+                    self.leases.renew(lease)
                 bar.close()
                 self.store.commit(name, index)
+                old = self._swap(character, source or {}, name, lease)
             except BaseException:
                 index.close()
                 self.store.drop(name)
                 raise
-            old = self.version_of(character.id)
-            self._swap(character, source or {})
-            if old is not None:
-                self.store.drop(f"{character.id}-{old}")
+            if old and old != name:
+                self.store.drop(old)
             return LoadResult(character, True, len(character.stories), len(texts), time.perf_counter() - started)
+
+    @contextmanager
+    def _lease(self, character_id: str, index_name: str) -> Iterator[Lease]:
+        """The character's load lease, or a clear refusal while another process holds it."""
+        lease = self.leases.acquire(f"load:{character_id}", index_name)
+        if lease is None:
+            raise CharacterError(
+                f"'{character_id}' is being loaded or removed by another process right now; "
+                "try again when it has finished"
+            )
+        try:
+            yield lease
+        finally:
+            self.leases.release(lease)
 
     def _embed(self, batch: list[tuple[str, tuple[str, int, bool]]], vectors: np.ndarray | None) -> list[Passage]:
         """Passages for a batch: stored vectors for whole stories when given, the embedder otherwise."""
@@ -253,17 +285,31 @@ class Library:
         ]
 
     def remove(self, character_id: str) -> bool:
-        with self._write_lock:
-            version = self.version_of(character_id)
-            if version is None:
+        with self._write_lock, self._lease(character_id, "") as lease:
+            index_name = self._current(character_id)[1]
+            with self.db.write() as conn:
+                gone = conn.execute(delete(characters).where(characters.c.id == character_id)).rowcount
+                self.leases.renew(lease, conn, index_name)  # killed before the drop: the next start drops it
+            if not gone:
                 return False
-            with self.db.transaction() as conn:
-                conn.execute("DELETE FROM characters WHERE id = ?", (character_id,))
             cached = self._loaded.pop(character_id, None)
             if cached is not None:
                 cached.index.close()
-            self.store.drop(f"{character_id}-{version}")
+            self.store.drop(index_name)
             return True
+
+    def repoint(self, mapping: dict[str, str]) -> set[str]:
+        """Switch every character using index ``old`` to ``new`` in one transaction (an import);
+        returns the old names that were replaced."""
+        with self.db.write() as conn:
+            replaced = {
+                old
+                for old, new in mapping.items()
+                if conn.execute(
+                    update(characters).where(characters.c.index_name == old).values(index_name=new)
+                ).rowcount
+            }
+        return replaced
 
     def _passages(self, character: Character) -> tuple[list[str], list[tuple[str, int, bool]]]:
         """Every story whole, plus line windows of those too long for the embedder.
@@ -278,48 +324,55 @@ class Library:
                 owners.append((point_id(character.id, story.hash, w), idx, w == 0))
         return texts, owners
 
-    def _swap(self, character: Character, source: dict) -> None:
-        rows = [(character.id, i, s.source, s.text, self.count_tokens(s.text)) for i, s in enumerate(character.stories)]
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM characters WHERE id = ?", (character.id,))
+    def _swap(self, character: Character, source: dict, index_name: str, lease: Lease) -> str:
+        """Make this version current in one transaction; returns the index it replaced ("" if none)."""
+        rows = [
+            {
+                "character_id": character.id,
+                "idx": i,
+                "source": s.source,
+                "text": s.text,
+                "tokens": self.count_tokens(s.text),
+            }
+            for i, s in enumerate(character.stories)
+        ]
+        with self.db.write() as conn:
+            old = conn.execute(select(characters.c.index_name).where(characters.c.id == character.id)).scalar() or ""
+            conn.execute(delete(characters).where(characters.c.id == character.id))
             conn.execute(
-                "INSERT INTO characters (id, name, system_prompt, greeting, speaker_aliases, settings, "
-                "source_format, version, embedder, tokenizer, loaded_at, source, extra) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    character.id,
-                    character.name,
-                    character.system_prompt,
-                    character.greeting,
-                    json.dumps(list(character.speaker_aliases), ensure_ascii=False),
-                    json.dumps(character.settings),
-                    character.source_format,
-                    character.version,
-                    self.embedder.name,
-                    self.tokenizer_id,
-                    time.time(),
-                    json.dumps(source, ensure_ascii=False),
-                    json.dumps(character.extra, ensure_ascii=False),
-                ),
+                characters.insert().values(
+                    id=character.id,
+                    name=character.name,
+                    system_prompt=character.system_prompt,
+                    greeting=character.greeting,
+                    speaker_aliases=json.dumps(list(character.speaker_aliases), ensure_ascii=False),
+                    settings=json.dumps(character.settings),
+                    source_format=character.source_format,
+                    version=character.version,
+                    embedder=self.embedder.name,
+                    tokenizer=self.tokenizer_id,
+                    loaded_at=time.time(),
+                    source=json.dumps(source, ensure_ascii=False),
+                    extra=json.dumps(character.extra, ensure_ascii=False),
+                    index_name=index_name,
+                )
             )
-            conn.executemany("INSERT INTO stories VALUES (?,?,?,?,?)", rows)
+            if rows:
+                conn.execute(stories.insert(), rows)
+            self.leases.renew(lease, conn, old)  # killed before the old index is dropped: the next start drops it
+        return old
 
-    def _recount(self, character_id: str, stories: list[StoredStory]) -> list[StoredStory]:
-        fresh = [StoredStory(s.idx, s.source, s.text, self.count_tokens(s.text)) for s in stories]
-        with self.db.transaction() as conn:
-            conn.executemany(
-                "UPDATE stories SET tokens = ? WHERE character_id = ? AND idx = ?",
-                [(s.tokens, character_id, s.idx) for s in fresh],
-            )
-            conn.execute("UPDATE characters SET tokenizer = ? WHERE id = ?", (self.tokenizer_id, character_id))
+    def _recount(self, character_id: str, told: list[StoredStory]) -> list[StoredStory]:
+        fresh = [StoredStory(s.idx, s.source, s.text, self.count_tokens(s.text)) for s in told]
+        with self.db.write() as conn:
+            for s in fresh:
+                conn.execute(
+                    update(stories)
+                    .where(stories.c.character_id == character_id, stories.c.idx == s.idx)
+                    .values(tokens=s.tokens)
+                )
+            conn.execute(update(characters).where(characters.c.id == character_id).values(tokenizer=self.tokenizer_id))
         return fresh
-
-    def _drop_orphans(self) -> None:
-        """Indexes no character points at (a load interrupted after writing, before the swap)."""
-        live = {f"{r[0]}-{r[1]}" for r in self.db.execute("SELECT id, version FROM characters")}
-        for name in self.store.names():
-            if name not in live:
-                self.store.drop(name)
 
     def close(self) -> None:
         for loaded in self._loaded.values():

@@ -1,12 +1,19 @@
 """The script-memory vector store: Qdrant embedded on disk (Qdrant Edge), or a Qdrant server by URL.
 
-Each character version gets its own index (an Edge shard folder, or a server collection).
-A load writes a complete new index and only then is it made current (in the library's
-SQLite), so readers never see a half-written or mixed version; old indexes are dropped after.
+Each character version gets its own index. Embedded, an index is a shard folder (one process owns
+the folder). On a server, many processes share one collection per embedder and vector size, as
+Qdrant's multitenancy guidance has it: an index is a tenant, the points whose ``index`` payload
+names it (with a tenant index on that field), and every call touches only the tenant it names.
+
+A load writes a complete new index and only then is it made current (in the registry, SQLite),
+so readers never see a half-written or mixed version; old indexes are dropped after.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +29,7 @@ POINT_NAMESPACE = uuid.UUID("6f1c7a52-4d8e-4f0b-9d55-0c6b8a3e2f10")
 
 
 DENSE, LEXICAL = "dense", "bm25"
+TENANT = "index"  # the payload field naming a point's index in a shared server collection
 
 
 class StoreError(UserError):
@@ -31,6 +39,11 @@ class StoreError(UserError):
 def point_id(character_id: str, story_hash: str, window: int) -> str:
     """Deterministic point id: the same character and text always give the same id."""
     return str(uuid.uuid5(POINT_NAMESPACE, f"{character_id}:{story_hash}:{window}"))
+
+
+def tenant_point_id(name: str, pid: str) -> str:
+    """A passage's point id in a shared collection: distinct per index, so two versions never collide."""
+    return str(uuid.uuid5(POINT_NAMESPACE, json.dumps([name, pid])))
 
 
 Sparse = tuple[list[int], list[float]]
@@ -70,14 +83,15 @@ class VectorIndex(Protocol):
 
 
 def _scrolled(page: Callable[[Any], tuple[list[Any], Any]]) -> Iterator[Passage]:
-    """Every point, a page at a time: ``page(offset)`` gives records (id, payload, vector) and the next offset."""
+    """Every point, a page at a time: ``page(offset)`` gives records (id, payload, vector) and the next offset.
+    A passage's id is its ``pid`` payload where the point id is derived from it (a shared collection)."""
     offset = None
     while True:
         records, offset = page(offset)
         for r in records:
             sparse = r.vector[LEXICAL]
             yield Passage(
-                str(r.id),
+                str(r.payload.get("pid", r.id)),
                 int(r.payload["story"]),
                 np.asarray(r.vector[DENSE], dtype=np.float32),
                 (list(sparse.indices), list(sparse.values)),
@@ -191,26 +205,41 @@ class EdgeStore:
             raise
 
     def drop(self, name: str) -> None:
+        """Remove the shard, and what a write of it that never committed left."""
         shutil.rmtree(self.root / name, ignore_errors=True)
+        shutil.rmtree(self.root / f"{name}.partial", ignore_errors=True)
 
     def names(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.endswith(".partial"))
 
 
-class ServerIndex:
-    """One collection on a Qdrant server (or anything speaking its client API)."""
+def _collection_points(client: Any, collection: str, where: Any = None) -> Iterator[Passage]:
+    """The points of a server collection (those ``where`` matches, if given)."""
+    return _scrolled(
+        lambda offset: client.scroll(
+            collection, scroll_filter=where, offset=offset, limit=256, with_payload=True, with_vectors=True
+        )
+    )
 
-    def __init__(self, client: Any, collection: str) -> None:
+
+class ServerIndex:
+    """One tenant of a shared collection on a Qdrant server: the points whose ``index`` payload is ``name``."""
+
+    def __init__(self, client: Any, collection: str, name: str) -> None:
+        from qdrant_client import models
+
         self.client = client
         self.collection = collection
+        self.name = name
+        self.tenant = models.Filter(must=[models.FieldCondition(key=TENANT, match=models.MatchValue(value=name))])
 
     def add(self, passages: list[Passage]) -> None:
         from qdrant_client import models
 
         points = [
             models.PointStruct(
-                id=p.id,
-                payload={"story": p.story},
+                id=tenant_point_id(self.name, p.id),
+                payload={TENANT: self.name, "story": p.story, "pid": p.id},
                 vector={DENSE: p.dense.tolist(), LEXICAL: models.SparseVector(indices=p.sparse[0], values=p.sparse[1])},
             )
             for p in passages
@@ -222,7 +251,12 @@ class ServerIndex:
 
         if query.sparse is None:
             result = self.client.query_points(
-                self.collection, query=query.dense.tolist(), using=DENSE, limit=limit, with_payload=["story"]
+                self.collection,
+                query=query.dense.tolist(),
+                using=DENSE,
+                query_filter=self.tenant,
+                limit=limit,
+                with_payload=["story"],
             )
         else:
             lexical = models.SparseVector(indices=query.sparse[0], values=query.sparse[1])
@@ -231,22 +265,19 @@ class ServerIndex:
                 limit=limit,
                 with_payload=["story"],
                 query=models.FusionQuery(fusion=models.Fusion.DBSF),
+                query_filter=self.tenant,
                 prefetch=[
-                    models.Prefetch(query=query.dense.tolist(), using=DENSE, limit=2 * limit),
-                    models.Prefetch(query=lexical, using=LEXICAL, limit=2 * limit),
+                    models.Prefetch(query=query.dense.tolist(), using=DENSE, filter=self.tenant, limit=2 * limit),
+                    models.Prefetch(query=lexical, using=LEXICAL, filter=self.tenant, limit=2 * limit),
                 ],
             )
         return [(int(p.payload["story"]), float(p.score)) for p in result.points]
 
     def count(self) -> int:
-        return int(self.client.count(self.collection, exact=True).count)
+        return int(self.client.count(self.collection, count_filter=self.tenant, exact=True).count)
 
     def points(self) -> Iterator[Passage]:
-        return _scrolled(
-            lambda offset: self.client.scroll(
-                self.collection, offset=offset, limit=256, with_payload=True, with_vectors=True
-            )
-        )
+        return _collection_points(self.client, self.collection, self.tenant)
 
     def close(self) -> None:
         pass
@@ -261,17 +292,34 @@ class Cluster:
     on_disk_payload: bool = False
 
 
+PREFIX = "greenroom__"
+SHARED = re.compile(PREFIX + r"[a-z0-9._-]+__[0-9]+")  # a tenant collection; any other greenroom__ one is legacy
+FACET_LIMIT = 1_000_000  # more tenants than any one store holds: names() lists them all
+
+
+def collection_name(embedder: str, dim: int) -> str:
+    """The collection every index of one embedder and vector size shares."""
+    return f"{PREFIX}{re.sub(r'[^a-z0-9._-]', '-', embedder.lower())}__{dim}"
+
+
 class ServerStore:
-    """Collections named `greenroom__<name>` on a Qdrant server; a collection is the unit of replacement."""
+    """Indexes as tenants of one collection per embedder and vector size on a Qdrant server (Qdrant's
+    multitenancy: the index name is the ``index`` payload, with a tenant index on it).
 
-    prefix = "greenroom__"
+    Processes sharing the server share the collection; each call touches only the tenant it names.
+    """
 
-    def __init__(self, client: Any, cluster: Cluster = Cluster()) -> None:
+    def __init__(self, client: Any, embedder: str, dim: int, cluster: Cluster = Cluster()) -> None:
         self.client = client
+        self.dim = dim
         self.cluster = cluster
+        self.collection = collection_name(embedder, dim)
+        self._ready = False
 
     @classmethod
-    def connect(cls, url: str, api_key: str | None, cluster: Cluster = Cluster()) -> ServerStore:
+    def connect(
+        cls, url: str, api_key: str | None, embedder: str, dim: int, cluster: Cluster = Cluster()
+    ) -> ServerStore:
         from qdrant_client import QdrantClient
 
         client = QdrantClient(url=url, api_key=api_key, timeout=10)
@@ -279,37 +327,94 @@ class ServerStore:
             client.get_collections()
         except Exception as e:
             raise StoreError(f"cannot reach the Qdrant server at {url}: {e}") from None
-        return cls(client, cluster)
+        return cls(client, embedder, dim, cluster)
+
+    def _ensure(self) -> None:
+        """Create the shared collection and its tenant index unless this process already has."""
+        from qdrant_client import models
+        from qdrant_client.http.exceptions import UnexpectedResponse
+
+        if self._ready:
+            return
+        if not self.client.collection_exists(self.collection):
+            try:
+                self.client.create_collection(
+                    self.collection,
+                    vectors_config={DENSE: models.VectorParams(size=self.dim, distance=models.Distance.COSINE)},
+                    sparse_vectors_config={LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                    hnsw_config=models.HnswConfigDiff(m=0, payload_m=16),  # a graph per tenant, none across them
+                    shard_number=self.cluster.shard_number,
+                    replication_factor=self.cluster.replication_factor,
+                    on_disk_payload=self.cluster.on_disk_payload,
+                )
+            except UnexpectedResponse:
+                if not self.client.collection_exists(self.collection):  # else another process made it first
+                    raise
+        self.client.create_payload_index(
+            self.collection,
+            TENANT,
+            field_schema=models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
+            wait=True,
+        )
+        self._ready = True
+
+    def _exists(self) -> bool:
+        return self._ready or bool(self.client.collection_exists(self.collection))
 
     def create(self, name: str, dim: int) -> ServerIndex:
-        from qdrant_client import models
-
-        collection = self.prefix + name
-        if self.client.collection_exists(collection):
-            self.client.delete_collection(collection)
-        self.client.create_collection(
-            collection,
-            vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
-            sparse_vectors_config={LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            shard_number=self.cluster.shard_number,
-            replication_factor=self.cluster.replication_factor,
-            on_disk_payload=self.cluster.on_disk_payload,
-        )
-        return ServerIndex(self.client, collection)
+        """A tenant to write; points a failed earlier write left under ``name`` are removed first."""
+        if dim != self.dim:
+            raise StoreError(
+                f"an index of {dim}-d vectors cannot go into {self.collection}, which holds {self.dim}-d vectors "
+                "(the store serves one embedder and vector size)"
+            )
+        self._ensure()
+        self.drop(name)
+        return self.open(name)
 
     def commit(self, name: str, index: VectorIndex) -> None:
-        pass  # upserts are acknowledged with wait=True; the library's pointer switch publishes it
+        pass  # upserts are acknowledged with wait=True; the registry's pointer switch publishes it
 
     def open(self, name: str) -> ServerIndex:
-        return ServerIndex(self.client, self.prefix + name)
+        return ServerIndex(self.client, self.collection, name)
 
     def drop(self, name: str) -> None:
-        if self.client.collection_exists(self.prefix + name):
-            self.client.delete_collection(self.prefix + name)
+        """Delete this tenant's points, and nothing else."""
+        from qdrant_client import models
+
+        if self._exists():
+            self.client.delete(self.collection, models.FilterSelector(filter=self.open(name).tenant), wait=True)
 
     def names(self) -> list[str]:
-        return sorted(
-            c.name[len(self.prefix) :]
-            for c in self.client.get_collections().collections
-            if c.name.startswith(self.prefix)
-        )
+        if not self._exists():
+            return []
+        hits = self.client.facet(self.collection, key=TENANT, limit=FACET_LIMIT, exact=True).hits
+        return sorted(str(h.value) for h in hits)
+
+    def adopt_legacy(self) -> list[str]:
+        """Move the previous version's collections (`greenroom__<name>`, one per index) of this vector size
+        into tenants named `<name>`; each is deleted only once its copy is complete. Returns the names moved.
+
+        A copy's point ids follow from the original's, so two processes adopting at once write the same points.
+        """
+        adopted = []
+        for c in self.client.get_collections().collections:
+            if not c.name.startswith(PREFIX) or SHARED.fullmatch(c.name):
+                continue
+            if self.client.get_collection(c.name).config.params.vectors[DENSE].size != self.dim:
+                continue  # another embedder's: a store of that size adopts it
+            self._ensure()
+            name = c.name[len(PREFIX) :]
+            index = self.open(name)
+            passages = _collection_points(self.client, c.name)
+            while batch := list(itertools.islice(passages, 256)):
+                index.add(batch)
+            expected = int(self.client.count(c.name, exact=True).count)
+            if index.count() != expected:
+                raise StoreError(
+                    f"copying {c.name} into {self.collection} gave {index.count()} of {expected} points; "
+                    f"{c.name} was kept"
+                )
+            self.client.delete_collection(c.name)
+            adopted.append(name)
+        return adopted

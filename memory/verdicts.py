@@ -1,4 +1,4 @@
-"""Link verdicts cached per normalised URL for a configurable time (SQLite, survives restarts)."""
+"""Link verdicts cached per normalised URL for a configurable time (in the database, shared)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import json
 import time
 from collections.abc import Callable
 
-from greenroom.memory.db import Database
+from sqlalchemy import delete, select
 
-SCHEMA = "CREATE TABLE IF NOT EXISTS link_verdicts (url TEXT PRIMARY KEY, verdict TEXT NOT NULL, at REAL NOT NULL)"
+from greenroom.memory.db import Database
+from greenroom.memory.schema import link_verdicts
 
 
 class VerdictCache:
@@ -16,20 +17,19 @@ class VerdictCache:
         self.db = db
         self.ttl = ttl_seconds
         self.clock = clock
-        db.execute(SCHEMA)
 
     def get(self, url: str) -> dict | None:
         """The cached verdict for ``url``, or None when there is none or it has expired."""
-        rows = self.db.execute("SELECT verdict, at FROM link_verdicts WHERE url = ?", (url,))
-        if not rows or self.clock() - rows[0][1] > self.ttl:
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(link_verdicts.c.verdict, link_verdicts.c.at).where(link_verdicts.c.url == url)
+            ).first()
+        if row is None or self.clock() - row.at > self.ttl:
             return None
-        return json.loads(rows[0][0])
+        return json.loads(row.verdict)
 
     def put(self, url: str, verdict: dict) -> None:
         now = self.clock()
-        self.db.execute(
-            "INSERT INTO link_verdicts VALUES (?,?,?) ON CONFLICT (url) DO UPDATE SET "
-            "verdict = excluded.verdict, at = excluded.at",
-            (url, json.dumps(verdict), now),
-        )
-        self.db.execute("DELETE FROM link_verdicts WHERE at < ?", (now - self.ttl,))
+        with self.db.write() as conn:
+            self.db.upsert(conn, link_verdicts, {"url": url, "verdict": json.dumps(verdict), "at": now}, ["url"])
+            conn.execute(delete(link_verdicts).where(link_verdicts.c.at < now - self.ttl))

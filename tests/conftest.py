@@ -108,3 +108,28 @@ def clips(tmp_path_factory):
         n: lossless_clip(folder / f"{n}.mkv", numbered_frames(12, 80, 60, seed=i)).read_bytes()
         for i, n in enumerate(("a", "b", "c"))
     }
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """Debian's PostgreSQL on 127.0.0.1 for the session: skipped where it is not installed, a
+    failure in CI (which installs it)."""
+    from tests.servers import postgres_server
+
+    try:
+        with postgres_server() as url:
+            yield url
+    except FileNotFoundError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"{e}; .ci/run installs it")
+        pytest.skip(str(e))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """The persistence tests run on both: a SQLite file, and a fresh database on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'greenroom.sqlite3'}"
+    from tests.servers import new_database
+
+    return new_database(request.getfixturevalue("postgres"), f"t{abs(hash(request.node.nodeid)):x}")

@@ -1,12 +1,14 @@
 """Real servers on 127.0.0.1 for tests and benchmarks: llama-cpp-python's OpenAI-compatible server and
-Debian's redis-server, each a separate process, ready once it answers."""
+Debian's redis-server and PostgreSQL, each a separate process, ready once it answers."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -102,3 +104,75 @@ def redis_server(folder: Path) -> Iterator[str]:
         client.close()
         proc.terminate()
         proc.wait(10)
+
+
+def _postgres_bin(name: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}")) or (
+        [Path(p)] if (p := shutil.which(name)) else []
+    )
+    if not found:
+        raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
+    return str(found[-1])
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Debian's PostgreSQL in a temporary folder on 127.0.0.1, durability off for speed; yields the
+    server's URL (user `greenroom`, password `pw`, no database: see `new_database`). PostgreSQL
+    refuses to run as root, so as root it runs as the `postgres` user the Debian package creates."""
+    initdb, postgres = _postgres_bin("initdb"), _postgres_bin("postgres")
+    with tempfile.TemporaryDirectory(prefix="greenroom-pg-") as tmp:
+        folder = Path(tmp)
+        (folder / "pw").write_text("pw")
+        if os.geteuid() == 0:
+            for path in (folder, folder / "pw"):
+                shutil.chown(path, "postgres")
+        yield from _postgres(folder, initdb, postgres)
+
+
+def _postgres(folder: Path, initdb: str, postgres: str) -> Iterator[str]:
+    import psycopg
+
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    data = folder / "data"
+    subprocess.run(
+        [*as_user, initdb, "-D", str(data), "-U", "greenroom", "--pwfile", str(folder / "pw")]
+        + ["-A", "scram-sha-256", "-E", "UTF8", "--no-locale"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    settings = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(folder), "fsync": "off"}
+    settings |= {"full_page_writes": "off", "synchronous_commit": "off", "max_connections": "200"}
+    with (folder / "log").open("wb") as log:
+        proc = subprocess.Popen(
+            [*as_user, postgres, "-D", str(data), "-p", str(port)]
+            + [a for k, v in settings.items() for a in ("-c", f"{k}={v}")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"postgresql://greenroom:pw@127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            psycopg.connect(f"{url}/postgres", connect_timeout=1).close()
+            return True
+        except psycopg.OperationalError:
+            return False
+
+    try:
+        _until_ready(proc, answers, f"postgres (log: {folder / 'log'})", 30)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def new_database(server: str, name: str) -> str:
+    """A fresh, empty database on a `postgres_server`; returns its URL."""
+    import psycopg
+
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{server}/{name}"

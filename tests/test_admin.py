@@ -100,11 +100,11 @@ async def test_reload_picks_up_changes_and_admin_actions_are_audited(app, tmp_pa
     assert reloaded.startswith("Reloaded kit: 2 stories")
     await say(app, "/character use kit", user="pat")  # refused: not audited
     entries = app.audit.entries()
-    assert [(e["who"], e["command"], e["scope"]) for e in entries] == [
+    assert [(e.who, e.command, e.scope) for e in entries] == [
         ("console:local", "character load", "bot"),
         ("console:helper", "character reload", "bot"),
     ]
-    assert entries[1]["where"] == "console:c1" and entries[1]["outcome"].startswith("Reloaded") and entries[1]["when"]
+    assert entries[1].place == "console:c1" and entries[1].outcome.startswith("Reloaded") and entries[1].at
 
 
 def card_file(name: str, description: str) -> Attachment:
@@ -137,16 +137,3 @@ async def test_uploads_with_the_same_file_name_are_kept_apart(app):
     assert (await say(app, "/character reload mira", user="local")).messages == ["Mira is unchanged."]
     mira, _ = app.library.character("mira")
     assert mira.system_prompt.count("lighthouse") and "stage door" not in mira.system_prompt
-
-
-async def test_a_character_uploaded_before_uploads_were_kept_per_character_updates(app):
-    older = app.data_dir / "uploads" / "character.json"  # where an older Greenroom kept every upload
-    older.parent.mkdir(exist_ok=True)
-    older.write_bytes(await card_file("Mira", "A lighthouse keeper.").read())
-    app.characters.load(older)
-    card = card_file("Mira", "A lighthouse keeper who sings.")
-    msg = dataclasses.replace(message("/character load", platform="console", user="local"), attachments=(card,))
-    replier = RecordingReplier()
-    await (await app.dispatcher.submit(msg, replier))
-    assert replier.messages[-1].startswith("Loaded Mira (mira)")
-    assert app.library.source_of("mira")["path"].endswith("uploads/mira/character.json")

@@ -49,7 +49,7 @@ def test_dockerfiles_copy_what_exists_run_as_a_user_and_check_health(name) -> No
 def test_compose_services_wait_for_what_they_need() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"bot", "qdrant", "llm", "redis", "video-worker"} <= set(services)
+    assert {"bot", "postgres", "qdrant", "llm", "redis", "video-worker"} <= set(services)
     for name, service in services.items():
         if "build" in service:
             context = (DEPLOY / service["build"]["context"]).resolve()
@@ -58,8 +58,8 @@ def test_compose_services_wait_for_what_they_need() -> None:
             source = volume.split(":")[0]
             assert source.startswith(("$", ".", "/")) or source in compose["volumes"], f"{name}: {volume}"
     bot = services["bot"]
-    assert bot["depends_on"] == {"qdrant": {"condition": "service_healthy"}, "llm": {"condition": "service_healthy"}}
-    assert all("healthcheck" in services[s] for s in ("qdrant", "llm", "redis"))
+    assert bot["depends_on"] == {s: {"condition": "service_healthy"} for s in ("postgres", "qdrant", "llm")}
+    assert all("healthcheck" in services[s] for s in ("postgres", "qdrant", "llm", "redis"))
     assert (DEPLOY / bot["env_file"].replace(".env", ".env.example")).is_file()
     for key in bot["environment"]:  # GREENROOM__SECTION__KEY overrides name real settings
         section, setting = key.removeprefix("GREENROOM__").lower().split("__")

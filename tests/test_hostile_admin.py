@@ -72,7 +72,7 @@ def check_answers(app, answers: list[str], own_chat: str) -> None:
     assert app.library.ids() == ["wren"]  # nothing loaded from the host folder, nothing removed
     assert app.settings.scope(ACL_USERS) == {} and app.settings.scope(ACL_CHATS) == {}  # no bot-wide list
     assert app.settings.get(own_chat, "mode") == "all"  # what the owner may do, done in their chat
-    scopes = {(e["command"], e["scope"]) for e in app.audit.entries()}
+    scopes = {(e.command, e.scope) for e in app.audit.entries()}
     assert ("mode", "chat") in scopes and ("deny user", "chat") in scopes
 
 

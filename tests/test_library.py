@@ -1,12 +1,15 @@
 """The character library on real Qdrant Edge shards and the real MiniLM embedder."""
 
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from greenroom.memory.characters import Character, CharacterError, Story, load_chatharuhi_folder
-from greenroom.memory.db import Database
+from greenroom.memory.db import HOLDER, Database
 from greenroom.memory.library import Library
+from greenroom.memory.schema import leases
 from greenroom.memory.store import EdgeStore
 from tests.conftest import DEMO
 
@@ -15,8 +18,9 @@ def words(text: str) -> int:
     return len(text.split())
 
 
-def open_library(root: Path, embedder) -> Library:
-    return Library(Database(root / "db.sqlite3"), EdgeStore(root / "qdrant"), embedder, words, "words")
+def open_library(root: Path, embedder, url: str | None = None) -> Library:
+    db = Database(url or root / "db.sqlite3")
+    return Library(db, EdgeStore(root / "qdrant"), embedder, words, "words")
 
 
 def character(stories: list[str], cid: str = "kit") -> Character:
@@ -31,8 +35,8 @@ def test_query_quoting_a_line_retrieves_its_scene(tmp_path, embedder):
     assert hits[0].story.tokens == words(hits[0].story.text)  # counted at ingest
 
 
-def test_reload_of_same_content_is_a_noop_and_changes_replace_the_old_version(tmp_path, embedder):
-    lib = open_library(tmp_path, embedder)
+def test_reload_of_same_content_is_a_noop_and_changes_replace_the_old_version(tmp_path, embedder, database_url):
+    lib = open_library(tmp_path, embedder, database_url)
     first = lib.load(character(["Kit:「the lighthouse keeper's log」", "Kit:「the storm」"]))
     assert first.changed
     again = lib.load(character(["Kit:「the lighthouse keeper's log」", "Kit:「the storm」"]))
@@ -44,8 +48,8 @@ def test_reload_of_same_content_is_a_noop_and_changes_replace_the_old_version(tm
     assert lib.store.names() == [f"kit-{loaded.version}"]  # the old index is gone
 
 
-def test_failed_load_leaves_the_previous_version_in_place(tmp_path, embedder, monkeypatch):
-    lib = open_library(tmp_path, embedder)
+def test_failed_load_leaves_the_previous_version_in_place(tmp_path, embedder, database_url, monkeypatch):
+    lib = open_library(tmp_path, embedder, database_url)
     lib.load(character(["Kit:「original」"]))
     before = lib.get("kit").version
 
@@ -62,12 +66,12 @@ def test_failed_load_leaves_the_previous_version_in_place(tmp_path, embedder, mo
     assert lib.store.names() == [f"kit-{before}"]
 
 
-def test_library_survives_a_restart(tmp_path, embedder):
-    lib = open_library(tmp_path, embedder)
+def test_library_survives_a_restart(tmp_path, embedder, database_url):
+    lib = open_library(tmp_path, embedder, database_url)
     lib.load(character(["Kit:「the lighthouse」", "Kit:「the storm at sea」"]))
     lib.close()
     lib.db.close()
-    reopened = open_library(tmp_path, embedder)
+    reopened = open_library(tmp_path, embedder, database_url)
     assert reopened.search("kit", "storm", 1)[0].story.text == "Kit:「the storm at sea」"
 
 
@@ -85,8 +89,8 @@ def test_a_long_story_is_found_by_a_line_past_the_embedder_window(tmp_path, embe
         assert len({h.story.idx for h in hits}) == len(hits)  # each story once
 
 
-def test_remove_and_unknown_names(tmp_path, embedder):
-    lib = open_library(tmp_path, embedder)
+def test_remove_and_unknown_names(tmp_path, embedder, database_url):
+    lib = open_library(tmp_path, embedder, database_url)
     lib.load(character(["Kit:「x」"]))
     assert lib.remove("kit") and not lib.remove("kit")
     assert lib.store.names() == []
@@ -94,15 +98,50 @@ def test_remove_and_unknown_names(tmp_path, embedder):
         lib.get("kit")
 
 
-def test_an_interrupted_load_leaves_no_stray_index(tmp_path, embedder):
-    lib = open_library(tmp_path, embedder)
+def dead_holder() -> str:
+    """A holder name for a process on this host that has exited."""
+    done = subprocess.Popen(["true"])
+    done.wait()
+    return f"{HOLDER.rpartition(':')[0]}:{done.pid}"
+
+
+def hold(lib: Library, name: str, holder: str, index_name: str) -> None:
+    with lib.db.write() as conn:
+        conn.execute(
+            leases.insert().values(name=name, holder=holder, expires_at=time.time() + 60, index_name=index_name)
+        )
+
+
+def test_a_load_killed_half_way_leaves_no_stray_index(tmp_path, embedder, database_url):
+    lib = open_library(tmp_path, embedder, database_url)
     lib.load(character(["Kit:「x」"]))
-    stray = lib.store.create("kit-deadbeef", embedder.dim)  # as if a load died before its swap
+    stray = lib.store.create("kit-deadbeef", embedder.dim)  # as if a load was killed before its switch
     lib.store.commit("kit-deadbeef", stray)
+    hold(lib, "load:kit", dead_holder(), "kit-deadbeef")
+    unknown = lib.store.create("not-ours", embedder.dim)  # no lease names it: nobody knows whose it is
+    lib.store.commit("not-ours", unknown)
     lib.close()
     lib.db.close()
-    reopened = open_library(tmp_path, embedder)
-    assert reopened.store.names() == [f"kit-{reopened.version_of('kit')}"]
+    reopened = open_library(tmp_path, embedder, database_url)
+    assert reopened.store.names() == [f"kit-{reopened.version_of('kit')}", "not-ours"]
+    assert reopened.leases.all() == []
+    assert reopened.search("kit", "x", 1)[0].story.text == "Kit:「x」"
+
+
+def test_a_load_in_progress_elsewhere_is_neither_disturbed_nor_doubled(tmp_path, embedder, database_url):
+    lib = open_library(tmp_path, embedder, database_url)
+    lib.load(character(["Kit:「x」"]))
+    writing = lib.store.create("kit-0123456789abcdef", embedder.dim)
+    lib.store.commit("kit-0123456789abcdef", writing)
+    hold(lib, "load:kit", "another-machine:4242", "kit-0123456789abcdef")
+    lib.close()
+    reopened = open_library(tmp_path, embedder, database_url)
+    assert "kit-0123456789abcdef" in reopened.store.names()  # its vectors are not dropped under it
+    with pytest.raises(CharacterError, match="'kit' is being loaded or removed by another process"):
+        reopened.load(character(["Kit:「y」"]))
+    with pytest.raises(CharacterError, match="another process"):
+        reopened.remove("kit")
+    assert reopened.search("kit", "x", 1)[0].story.text == "Kit:「x」"  # the current version still answers
 
 
 def test_stored_vectors_are_used_instead_of_embedding_again(tmp_path, embedder, monkeypatch):

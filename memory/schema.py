@@ -1,0 +1,114 @@
+"""The database's tables, as the code queries them (the migrations in `migrations/` create them).
+
+Everything that is state lives here, so several processes sharing one database serve one bot:
+the character registry and its stories, chat settings (mode, character, allow/deny lists),
+dialogue history, link verdicts, the audit log, uploaded character files, load leases and the
+per-conversation order of turns.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, Table, Text
+
+metadata = MetaData()
+
+characters = Table(
+    "characters",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("system_prompt", Text, nullable=False),
+    Column("greeting", Text, nullable=False),
+    Column("speaker_aliases", Text, nullable=False),
+    Column("settings", Text, nullable=False),
+    Column("source_format", Text, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("embedder", Text, nullable=False),
+    Column("tokenizer", Text, nullable=False),
+    Column("loaded_at", Float, nullable=False),
+    Column("source", Text, nullable=False, server_default="{}"),
+    Column("extra", Text, nullable=False, server_default="{}"),
+    Column("index_name", Text, nullable=False, server_default=""),  # its vectors in the memory store
+)
+
+stories = Table(
+    "stories",
+    metadata,
+    Column("character_id", Text, ForeignKey("characters.id", ondelete="CASCADE"), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("tokens", Integer, nullable=False),
+)
+
+turns = Table(
+    "turns",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation", Text, nullable=False),
+    Column("character_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("speaker", Text, nullable=False),
+    Column("user_text", Text, nullable=False),
+    Column("reply", Text, nullable=False),
+    Column("reply_raw", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("turns_by_conversation", "conversation", "character_id", "id"),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+link_verdicts = Table(
+    "link_verdicts",
+    metadata,
+    Column("url", Text, primary_key=True),
+    Column("verdict", Text, nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Text, nullable=False),
+    Column("who", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("place", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("command", Text, nullable=False),
+    Column("args", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("character_id", Text, primary_key=True),
+    Column("filename", Text, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+leases = Table(  # work one process does for all: loading a character (name "load:<id>")
+    "leases",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("holder", Text, nullable=False),  # host:pid
+    Column("expires_at", Float, nullable=False),
+    Column("index_name", Text, nullable=False, server_default=""),  # the index it is writing
+)
+
+conversation_order = Table(  # tickets: a conversation's turns in arrival order across processes
+    "conversation_order",
+    metadata,
+    Column("conversation", Text, primary_key=True),
+    Column("next_ticket", Integer, nullable=False),
+    Column("serving", Integer, nullable=False),
+    Column("at", Float, nullable=False),  # when `serving` last moved or was renewed
+)
