@@ -14,6 +14,7 @@ import logging
 import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from yarl import URL
@@ -24,7 +25,7 @@ from greenroom.memory.cards import character_to_card
 from greenroom.memory.characters import CharacterError, slug
 from greenroom.memory.chatharuhi_jsonl import column_name, write_jsonl
 from greenroom.memory.importers import read_character
-from greenroom.memory.library import Library, LoadResult
+from greenroom.memory.library import Library, LoadInProgress, LoadResult
 from greenroom.memory.settings import Settings
 from greenroom.memory.uploads import Uploads
 from greenroom.models.embedder import Embedder
@@ -161,7 +162,22 @@ class Characters:
                 f"`greenroom character load PATH --name {cid}`"
             )
         log.info("loading the bundled character %s", cid)
-        self.load(folder, progress=sys.stderr.isatty())
+        try:
+            self.load(folder, progress=sys.stderr.isatty())
+        except LoadInProgress:  # another process sharing the database is loading it right now
+            log.info("another process is loading %s; waiting for it", cid)
+            self._wait_for(cid)
+
+    def _wait_for(self, cid: str) -> None:
+        """Until another process's load of ``cid`` ends (its lease released or dead), then load if it failed."""
+        pause = 0.1
+        while any(
+            lease.name == f"load:{cid}" and lease.expires_at > time.time() for lease in self.library.leases.all()
+        ):
+            time.sleep(pause)  # polling the shared database while the other process embeds
+            pause = min(2 * pause, 2.0)
+        if cid not in self.library.ids():
+            self.ensure_default()
 
 
 def _origin(source: dict) -> str:

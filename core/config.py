@@ -77,6 +77,9 @@ class DispatchSection(Section):
     user_rate_per_minute: float = Field(10.0, ge=0)  # 0: no per-user rate limit
     user_burst: int = Field(5, ge=1)
     shutdown_deadline: float = Field(20.0, ge=0)
+    # PostgreSQL: how long a turn's process may go silent before the conversation's next message
+    # (perhaps on another process) goes ahead without it
+    turn_stale_seconds: float = Field(60.0, gt=0)
 
 
 class PlatformSection(Section):

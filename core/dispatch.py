@@ -3,8 +3,10 @@ one error path.
 
 Messages of one conversation are handled strictly in order; different conversations run
 concurrently. A lane holds at most ``lane_depth`` waiting messages: one more gets a "busy"
-answer instead of being dropped silently. A handler's `UserError` is shown to the user as it is;
-any other exception is logged with its traceback and an error id, and the user sees the id.
+answer instead of being dropped silently. Processes sharing one database keep that order between
+them too (`TurnOrder`): a message waits until no earlier message of its conversation (by the
+platform's numbering) is still waiting or running on another process. A handler's `UserError` is
+shown to the user as it is; any other exception is logged with its traceback and an error id, and the user sees the id.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from greenroom.core.adapter import Replier
 from greenroom.core.commands import Access, Context, Level
@@ -53,6 +57,20 @@ class Observer:
     see: Callable[[Message, Replier], None]
 
 
+class TurnOrder(Protocol):
+    """A conversation's messages in the platform's order across processes (`memory/turn_order.py`)."""
+
+    stale: float  # seconds a message's process may go without renewing it
+
+    def join(self, conversation: str, seq: int) -> None: ...
+
+    def is_turn(self, conversation: str, seq: int) -> bool: ...
+
+    def renew(self, conversation: str, seq: int) -> None: ...
+
+    def finish(self, conversation: str, seq: int) -> None: ...
+
+
 @dataclass
 class _Item:
     message: Message
@@ -60,6 +78,7 @@ class _Item:
     done: asyncio.Future
     ctx: Context | None = None  # work queued by a handler (`enqueue`): this context, this handler
     handle: Handle | None = None
+    seq: int | None = None  # its place in the conversation across processes (`TurnOrder`)
 
 
 class Dispatcher:
@@ -72,6 +91,7 @@ class Dispatcher:
         chat_mode: Callable[[ConversationKey], str],
         rate: RateLimiter | None = None,
         metrics: Metrics | None = None,
+        order: TurnOrder | None = None,
     ) -> None:
         self.access = access
         self.lane_depth = lane_depth
@@ -79,11 +99,14 @@ class Dispatcher:
         self.rate = rate or RateLimiter(0, 1)
         self.metrics = metrics or Metrics()
         self.metrics.watch_queue("messages", lambda: self.queued)
+        self.order = order
+        self._placing: weakref.WeakValueDictionary[ConversationKey, asyncio.Lock] = weakref.WeakValueDictionary()
         self.routes: list[Route] = []
         self.observers: list[Observer] = []
         self._lanes: dict[ConversationKey, asyncio.Queue[_Item]] = {}
         self._workers: dict[ConversationKey, asyncio.Task] = {}
         self._running: dict[ConversationKey, Context] = {}
+        self._renewing: dict[str, asyncio.Task] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self.closing = False
@@ -144,7 +167,12 @@ class Dispatcher:
                 await on_decline(RATE_LIMITED)
             return None
         item = _Item(message, replier, asyncio.get_running_loop().create_future())
-        if not self._queue(item):
+        try:
+            placed = await self._place(item, ordered=self.order is not None)
+        except UserError as e:  # the shared database is down: say so, keep serving
+            await replier.send(str(e))
+            return None
+        if not placed:
             await replier.send(BUSY)
             return None
         return item.done
@@ -153,22 +181,29 @@ class Dispatcher:
         """Run ``handle(ctx)`` in the conversation's lane, after what is already waiting there
         (a character's comment on a clip described in the background)."""
         item = _Item(ctx.message, ctx.replier, asyncio.get_running_loop().create_future(), ctx, handle)
-        if self.closing or not self._queue(item):
+        if self.closing or not await self._place(item, ordered=False):
             log.info("queued work for %s dropped: %s", ctx.message.key, "closing" if self.closing else "lane full")
             return None
         return item.done
 
-    def _queue(self, item: _Item) -> bool:
-        """Put an item in its conversation's lane (starting the lane's worker); False when the lane is full."""
+    async def _place(self, item: _Item, ordered: bool) -> bool:
+        """Put an item in its conversation's lane (starting the lane's worker), joining the shared
+        order when asked; False when the lane is full."""
         key = item.message.key
-        lane = self._lanes.setdefault(key, asyncio.Queue(self.lane_depth))
-        try:
-            lane.put_nowait(item)
-        except asyncio.QueueFull:
-            return False
-        if key not in self._workers:
-            self._idle.clear()
-            self._workers[key] = asyncio.create_task(self._work(key, lane))
+        lock = self._placing.get(key) or self._placing.setdefault(key, asyncio.Lock())
+        async with lock:
+            lane = self._lanes.get(key)
+            if lane is not None and lane.full():
+                return False
+            if ordered and self.order is not None and item.message.sequence is not None:
+                await asyncio.to_thread(self.order.join, str(key), item.message.sequence)
+                item.seq = item.message.sequence
+            # from here on nothing awaits: the lane and its worker cannot change under us
+            lane = self._lanes.setdefault(key, asyncio.Queue(self.lane_depth))
+            lane.put_nowait(item)  # only _place puts, under this lock: there is room
+            if key not in self._workers:
+                self._idle.clear()
+                self._workers[key] = asyncio.create_task(self._work(key, lane))
         return True
 
     async def idle(self) -> None:
@@ -185,12 +220,14 @@ class Dispatcher:
                     if not item.done.done():
                         item.done.set_result(None)
         finally:  # cancelled: what was still waiting in this lane is dropped, its senders released
+            dropped = self._drain(key)
             self._workers.pop(key, None)
-            for waiting in self._drain(key):
-                waiting.done.set_result(None)
             self._lanes.pop(key, None)
             if not self._workers:
                 self._idle.set()
+            await self._finish(dropped)
+            for waiting in dropped:
+                waiting.done.set_result(None)
 
     def _drain(self, key: ConversationKey) -> list[_Item]:
         """Take out the messages still waiting in a conversation's lane."""
@@ -209,6 +246,12 @@ class Dispatcher:
         ctx = item.ctx or Context(item.message, item.replier, self.access.level(item.message.author))
         self._running[item.message.key] = ctx
         try:
+            if item.seq is not None:
+                try:
+                    await self._wait_turn(str(item.message.key), item.seq)
+                except UserError as e:
+                    await self._tell(ctx, str(e))
+                    return
             if item.handle is not None:
                 await self._run("queued work", item.handle, ctx)
                 return
@@ -219,6 +262,44 @@ class Dispatcher:
                         break
         finally:
             self._running.pop(item.message.key, None)
+            await self._finish([item])
+
+    async def _wait_turn(self, conversation: str, seq: int) -> None:
+        """Until earlier messages of the conversation on other processes are done; then keeps
+        renewing this one in the background while its turn runs."""
+        assert self.order is not None
+        order, pause = self.order, 0.01
+        while not await asyncio.to_thread(order.is_turn, conversation, seq):
+            await asyncio.sleep(pause)  # polling the shared database, backing off to 0.2 s
+            pause = min(2 * pause, 0.2)
+        renewing = asyncio.create_task(self._renew(conversation, seq, order.stale / 4))
+        self._renewing[conversation] = renewing
+
+    async def _renew(self, conversation: str, seq: int, every: float) -> None:
+        assert self.order is not None
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.to_thread(self.order.renew, conversation, seq)
+            except UserError as e:
+                log.warning("could not renew %s's turn: %s", conversation, e)
+
+    async def _finish(self, items: list[_Item]) -> None:
+        """Take these items out of the shared order (handled, cut off, or dropped while waiting)."""
+        for item in items:
+            if item.seq is None or self.order is None:
+                continue
+            conversation = str(item.message.key)
+            renewing = self._renewing.pop(conversation, None)
+            if renewing is not None:
+                renewing.cancel()
+            try:
+                await asyncio.shield(asyncio.to_thread(self.order.finish, conversation, item.seq))
+            except UserError as e:
+                log.warning(
+                    "could not pass on %s's turn (the next waits %.0f s): %s", conversation, self.order.stale, e
+                )
+            item.seq = None
 
     async def _run(self, name: str, handle: Handle, ctx: Context) -> None:
         """The one error path: a `UserError` is shown as it is; anything else gets an error id."""
@@ -228,12 +309,19 @@ class Dispatcher:
             raise
         except UserError as e:
             log.log(e.log_level, "%s in %s: %s", name, ctx.message.key, getattr(e, "detail", e))
-            await ctx.fail(str(e))
+            await self._tell(ctx, str(e))
         except Exception:
             error_id = secrets.token_hex(4)
             self.metrics.errors.labels(name).inc()
             log.exception("handler %s failed (error id %s) in %s", name, error_id, ctx.message.key)
-            await ctx.fail(FAILED.format(id=error_id))
+            await self._tell(ctx, FAILED.format(id=error_id))
+
+    async def _tell(self, ctx: Context, text: str) -> None:
+        """Show the user what went wrong; when even that fails (the platform is down), log it."""
+        try:
+            await ctx.fail(text)
+        except Exception as e:
+            log.warning("could not tell %s what went wrong: %s", ctx.message.key, e)
 
     async def close(self, deadline: float) -> None:
         """Stop taking messages, let running turns finish within ``deadline`` seconds, then cancel
@@ -254,5 +342,6 @@ class Dispatcher:
         for result in await asyncio.gather(*notices, return_exceptions=True):
             if isinstance(result, Exception):
                 log.warning("could not tell a user their turn was cut off: %s", result)
+        await self._finish(waiting)
         for item in waiting:
             item.done.set_result(None)

@@ -139,6 +139,11 @@ class Message:
     raw: Any = field(default=None, compare=False, repr=False)
 
     @property
+    def sequence(self) -> int | None:
+        """The message's place in its chat as the platform numbers it (its numeric id), if it has one."""
+        return int(self.id) if self.id.isdigit() else None
+
+    @property
     def command(self) -> tuple[str, str] | None:
         """(name, argument text) when the message is a `/command`, else None."""
         text = self.text.strip()

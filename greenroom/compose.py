@@ -32,6 +32,7 @@ from greenroom.memory.history import History
 from greenroom.memory.library import Library
 from greenroom.memory.settings import Settings
 from greenroom.memory.store import Cluster, EdgeStore, MemoryStore, ServerStore
+from greenroom.memory.turn_order import SharedTurnOrder
 from greenroom.memory.uploads import Uploads
 from greenroom.memory.verdicts import VerdictCache
 from greenroom.models.embedder import Embedder
@@ -211,6 +212,7 @@ class Greenroom:
                 chat_mode=lambda key: self.settings.get(key.chat, "mode") or "mention",
                 rate=RateLimiter(c.dispatch.user_rate_per_minute, c.dispatch.user_burst),
                 metrics=self.metrics,
+                order=None if self.db.sqlite else SharedTurnOrder(self.db, c.dispatch.turn_stale_seconds),
             )
             self._wired = registry, dispatcher
             try:
@@ -257,6 +259,7 @@ class Greenroom:
         """Each check's failure (None when it passes): every adapter connected, memory store reachable,
         model loaded (and its server answering), video queue reachable when it is on Redis."""
         checks: dict[str, str | None] = {a.name: None if a.ready else "not connected" for a in adapters}
+        checks["database"] = await probe(self.db.ping)
         checks["memory"] = await probe(lambda: self.store.names())
         checks["model"] = await probe(self._ping_model) if self.models_loaded else "still loading"
         if self.config.video.queue == "redis" and self.video.enabled:

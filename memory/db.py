@@ -167,6 +167,11 @@ class Database:
             )
         )
 
+    def ping(self) -> None:
+        """Raises `DatabaseError` when the database does not answer (readiness)."""
+        with self.read() as conn:
+            conn.execute(text("SELECT 1"))
+
     def close(self) -> None:
         self.engine.dispose()
 

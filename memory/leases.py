@@ -84,6 +84,12 @@ class Leases:
         with self.db.write() as conn:
             conn.execute(delete(leases).where(leases.c.name == lease.name, leases.c.holder == lease.holder))
 
+    def held(self, name: str) -> bool:
+        """Whether a live process holds this lease."""
+        with self.db.read() as conn:
+            lease = self._get(conn, name)
+        return lease is not None and not self._dead(lease)
+
     def all(self) -> list[Lease]:
         with self.db.read() as conn:
             return [Lease(*r) for r in conn.execute(select(leases)).all()]

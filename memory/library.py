@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 BATCH = 256
 
 
+class LoadInProgress(CharacterError):
+    """Another process holds this character's load lease."""
+
+
 @dataclass(frozen=True)
 class StoredStory:
     idx: int
@@ -264,7 +268,7 @@ class Library:
         """The character's load lease, or a clear refusal while another process holds it."""
         lease = self.leases.acquire(f"load:{character_id}", index_name)
         if lease is None:
-            raise CharacterError(
+            raise LoadInProgress(
                 f"'{character_id}' is being loaded or removed by another process right now; "
                 "try again when it has finished"
             )

@@ -3,12 +3,12 @@
 Everything that is state lives here, so several processes sharing one database serve one bot:
 the character registry and its stories, chat settings (mode, character, allow/deny lists),
 dialogue history, link verdicts, the audit log, uploaded character files, load leases and the
-per-conversation order of turns.
+order of each conversation's turns across processes.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, Table, Text
+from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, Table, Text
 
 metadata = MetaData()
 
@@ -104,11 +104,12 @@ leases = Table(  # work one process does for all: loading a character (name "loa
     Column("index_name", Text, nullable=False, server_default=""),  # the index it is writing
 )
 
-conversation_order = Table(  # tickets: a conversation's turns in arrival order across processes
-    "conversation_order",
+conversation_turns = Table(  # messages waiting or running, per conversation, in the platform's order
+    "conversation_turns",
     metadata,
     Column("conversation", Text, primary_key=True),
-    Column("next_ticket", Integer, nullable=False),
-    Column("serving", Integer, nullable=False),
-    Column("at", Float, nullable=False),  # when `serving` last moved or was renewed
+    Column("seq", BigInteger, primary_key=True),  # the platform's message id: increasing within a chat
+    Column("holder", Text, nullable=False),  # host:pid of the process that took it
+    Column("joined", Float, nullable=False),
+    Column("at", Float, nullable=False),  # last renewed
 )

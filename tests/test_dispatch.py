@@ -237,3 +237,23 @@ async def test_close_tells_senders_whose_turns_were_cut_off():
     await queued
     assert running.messages == [CUT_OFF] and waiting.messages == [CUT_OFF]
     assert await d.submit(message("after"), waiting) is None and waiting.messages[-1] == CLOSING
+
+
+async def test_a_platform_that_cannot_take_the_error_message_does_not_stop_the_conversation():
+    d = make()
+    seen: list[str] = []
+
+    class Unreachable(RecordingReplier):
+        async def send(self, text: str):
+            raise ConnectionError("the platform timed out")
+
+    async def fails_first(ctx: Context) -> None:
+        if ctx.message.text == "first":
+            raise RuntimeError("boom")
+        seen.append(ctx.message.text)
+
+    d.add(Route(1, "record", lambda ctx: True, fails_first))
+    first = await d.submit(message("first"), Unreachable())
+    second = await d.submit(message("second"), RecordingReplier())
+    await asyncio.gather(first, second)
+    assert seen == ["second"]

@@ -48,10 +48,11 @@ def upgrade() -> None:
         sa.Column("index_name", sa.Text, nullable=False, server_default=""),
     )
     op.create_table(
-        "conversation_order",
+        "conversation_turns",
         sa.Column("conversation", sa.Text, primary_key=True),
-        sa.Column("next_ticket", sa.Integer, nullable=False),
-        sa.Column("serving", sa.Integer, nullable=False),
+        sa.Column("seq", sa.BigInteger, primary_key=True),
+        sa.Column("holder", sa.Text, nullable=False),
+        sa.Column("joined", sa.Float, nullable=False),
         sa.Column("at", sa.Float, nullable=False),
     )
     data_dir = context.config.attributes.get("data_dir")
