@@ -143,14 +143,21 @@ class Dispatcher:
         """
         if message.author.is_bot:
             return None
-        if not self.access.admitted(message):
+        try:
+            admitted = self.access.admitted(message)
+            if admitted and not self.closing:
+                for observer in self.observers:
+                    observer.see(message, replier)
+            triggered = admitted and self.triggered(message)
+        except UserError as e:  # the database is down: say so to whoever clearly spoke to the bot
+            if message.command is not None or message.is_direct or message.mentions_bot or message.is_reply_to_bot:
+                await replier.send(str(e))
+            return None
+        if not admitted:
             if on_decline is not None:
                 await on_decline(DECLINED)
             return None
-        if not self.closing:
-            for observer in self.observers:
-                observer.see(message, replier)
-        if not self.triggered(message):
+        if not triggered:
             return None
         if self.closing:
             await replier.send(CLOSING)

@@ -38,10 +38,18 @@ class DataDirError(UserError):
     """The data folder cannot be used."""
 
 
+UNAVAILABLE = "My database is not answering right now; please try again in a moment."
+
+
 class DatabaseError(UserError):
-    """The database cannot be reached or used; the message never holds a password."""
+    """The database cannot be reached or used. Users see the message; ``detail`` (for the log and
+    for whoever starts the bot) names the database, never its password."""
 
     log_level = logging.WARNING
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
 
 
 def ensure_writable(folder: Path) -> Path:
@@ -85,7 +93,10 @@ class Database:
         self.where = self.url.render_as_string(hide_password=True)
         self.sqlite = self.url.get_backend_name() == "sqlite"
         self.engine = self._engine()
-        self._migrate(data_dir)
+        try:
+            self._migrate(data_dir)
+        except DatabaseError as e:  # at start: the whole story, for whoever runs the bot
+            raise DatabaseError(e.detail) from None
 
     def _engine(self) -> Engine:
         if not self.sqlite:
@@ -141,10 +152,8 @@ class Database:
                 if write:
                     conn.execution_options(write=True)
                 yield conn
-        except exc.OperationalError as e:
-            raise DatabaseError(f"the database at {self.where} is not answering ({_reason(e)}); try again") from None
-        except exc.InterfaceError as e:
-            raise DatabaseError(f"the database at {self.where} dropped the connection ({_reason(e)})") from None
+        except (exc.OperationalError, exc.InterfaceError) as e:
+            raise DatabaseError(UNAVAILABLE, f"cannot use the database at {self.where}: {_reason(e)}") from None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
