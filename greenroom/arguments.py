@@ -112,6 +112,13 @@ def parser() -> argparse.ArgumentParser:
     )
     mimport.add_argument("file")
 
+    database = sub.add_parser("database", parents=[common], help="the database that holds the bot's state")
+    dsub = database.add_subparsers(dest="action", required=True)
+    dcopy = dsub.add_parser(
+        "copy", parents=[common], help="copy every stored row into an empty database (SQLite to PostgreSQL, say)"
+    )
+    dcopy.add_argument("url", help="the target, e.g. postgresql://user@host/db (password: GREENROOM_DATABASE_PASSWORD)")
+
     sub.add_parser("plugins", parents=[common], help="list the installed adapter, handler and command plugins")
 
     worker = sub.add_parser("worker", parents=[common], help="run jobs from the Redis queue")

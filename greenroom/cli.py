@@ -21,7 +21,7 @@ import logging
 import secrets
 
 from greenroom.arguments import parser
-from greenroom.core.config import load_config, secret_values
+from greenroom.core.config import load_config, secret, secret_values
 from greenroom.core.logs import setup_logging
 from greenroom.errors import UserError
 from greenroom.memory.characters import CharacterError, slug
@@ -232,6 +232,19 @@ def _memory(app: Greenroom, args: argparse.Namespace) -> int:
     return 0
 
 
+def _database(app: Greenroom, args: argparse.Namespace) -> int:
+    from greenroom.memory.copy import copy_database
+    from greenroom.memory.db import Database, database_url
+
+    target = Database(database_url(args.url, app.data_dir, secret(app.config.database.password_env)))
+    try:
+        counts = copy_database(app.db, target)
+    finally:
+        target.close()
+    print(f"copied {sum(counts.values())} rows to {target.where}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
 def _worker(app: Greenroom, args: argparse.Namespace) -> int:
     return app.run_video_worker(burst=args.burst)
 
@@ -262,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             "video": _video,
             "valley": _valley,
             "memory": _memory,
+            "database": _database,
             "worker": _worker,
             "plugins": _plugins,
         }[args.command]

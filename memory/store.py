@@ -5,7 +5,7 @@ the folder). On a server, many processes share one collection per embedder and v
 Qdrant's multitenancy guidance has it: an index is a tenant, the points whose ``index`` payload
 names it (with a tenant index on that field), and every call touches only the tenant it names.
 
-A load writes a complete new index and only then is it made current (in the registry, SQLite),
+A load writes a complete new index and only then is it made current (in the registry, the database),
 so readers never see a half-written or mixed version; old indexes are dropped after.
 """
 

@@ -199,6 +199,25 @@ def test_export_then_import_round_trips_with_stored_vectors(capsys, config_file,
     assert after["messages"][0] == before["messages"][0]  # the same prompt
 
 
+def test_memory_moves_from_the_embedded_store_to_a_qdrant_server(capsys, config_file, tmp_path):
+    """The documented move: export from the embedded store, import into a server, same answers."""
+    from tests.fakes.qdrant_server import serving
+
+    cfg = ["--config", str(config_file)]
+    [before] = chat(capsys, config_file, "Why do you leave that light on at night?")
+    out = tmp_path / "memory.jsonl"
+    assert main(cfg + ["memory", "export", str(out)]) == 0
+    assert "wrote 1 indexes" in capsys.readouterr().out
+    with serving() as server:
+        config_file.write_text(
+            config_file.read_text() + f'[memory]\nqdrant_url = "http://127.0.0.1:{server.port}"\n', encoding="utf-8"
+        )
+        assert main(cfg + ["memory", "import", str(out)]) == 0
+        assert capsys.readouterr().out.startswith("imported 1 indexes")
+        [after] = chat(capsys, config_file, "Why do you leave that light on at night?")
+    assert [s["text"] for s in after["stories"]] == [s["text"] for s in before["stories"]]
+
+
 def test_an_unexpected_failure_prints_an_error_id_not_the_exception(capsys, config_file, tmp_path, monkeypatch):
     def broken(store, path):
         raise RuntimeError("internal state 0xdead")

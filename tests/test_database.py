@@ -15,7 +15,7 @@ from greenroom.memory.db import Database, DatabaseError, database_url
 from greenroom.memory.settings import Settings
 from greenroom.memory.uploads import Uploads
 from greenroom.memory.verdicts import VerdictCache
-from tests.servers import free_port
+from tests.servers import free_port, new_database
 from tests.test_admin import card_file, say
 
 # What Greenroom 0.1 wrote into data/greenroom.sqlite3 (its library, history, settings and verdicts).
@@ -170,3 +170,27 @@ def test_two_processes_loading_one_name_at_once_one_wins_the_other_is_told(datab
     told = second.communicate(timeout=120)[0].strip()
     assert told == "told: 'kit' is being loaded or removed by another process right now; try again when it has finished"
     assert first.communicate("go\n", timeout=120)[0].strip() == "loaded True"
+
+
+def test_a_bot_moves_its_state_from_sqlite_to_postgresql(config_file, postgres, capsys):
+    from greenroom.cli import main
+    from greenroom.memory.history import History, Turn
+
+    (config_file.parent / "data").mkdir()
+    db = Database(config_file.parent / "data" / "greenroom.sqlite3")
+    Settings(db).set("telegram:-5", "mode", "all")
+    History(db).add("telegram:-5", "wren", Turn("7", "Ann", "hello", "hi", "Wren:「hi」"))
+    AuditLog(db).record(AuditEntry("telegram:7", "Ann", "telegram:-5", "chat", "mode", "all", "done"))
+    Uploads(db).keep("mira", "mira.json", b"{}")
+    db.close()
+    url = new_database(postgres, "moved")
+    assert main(["--config", str(config_file), "database", "copy", url]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("copied 4 rows to postgresql+psycopg://greenroom:***@127.0.0.1") and ":pw@" not in said
+    moved = Database(url)
+    assert Settings(moved).get("telegram:-5", "mode") == "all" and Uploads(moved).get("mira") == ("mira.json", b"{}")
+    assert [e.command for e in AuditLog(moved).entries()] == ["mode"]
+    History(moved).add("telegram:-5", "wren", Turn("7", "Ann", "again", "yes", "Wren:「yes」"))  # ids go on
+    assert [t.user_text for t in History(moved).recent("telegram:-5", "wren")] == ["hello", "again"]
+    assert main(["--config", str(config_file), "database", "copy", url]) == 2  # not into a database in use
+    assert "already holds" in capsys.readouterr().err

@@ -47,12 +47,17 @@ async def test_ready_once_connected_and_loaded_and_metrics_count_the_turn(app, f
     try:
         assert (await get(base + "/healthz"))[0] == 200
         status, body = await get(base + "/readyz")
-        assert status == 503 and json.loads(body)["checks"] == {"memory": "ok", "model": "still loading"}
+        assert status == 503 and json.loads(body)["checks"] == {
+            "database": "ok",
+            "memory": "ok",
+            "model": "still loading",
+        }
         adapter = adapter_for(app, fake)  # built on the loaded models, as `greenroom run` does
         adapters.append(adapter)
         status, body = await get(base + "/readyz")
         assert status == 503 and json.loads(body)["checks"] == {
             "telegram": "not connected",
+            "database": "ok",
             "memory": "ok",
             "model": "ok",
         }
