@@ -21,6 +21,7 @@ from yarl import URL
 
 from greenroom.core.config import FetchSection
 from greenroom.core.events import Attachment
+from greenroom.errors import UserError
 from greenroom.memory.cards import character_to_card
 from greenroom.memory.characters import CharacterError, slug
 from greenroom.memory.chatharuhi_jsonl import column_name, write_jsonl
@@ -105,10 +106,17 @@ class Characters:
         return await self._load_bytes(URL(fetched.url).name or "character", fetched.body, name, url)
 
     async def reload(self, character_id: str) -> Loaded | None:
-        """Load a character again from where it came; None when it did not come from a file."""
+        """Load a character again from where it came; None when it did not come from a file.
+        A failure says that the version loaded before is still the one answering."""
         source = self.library.source_of(character_id)
         if not source:
             return None
+        try:
+            return await self._reload(character_id, source)
+        except UserError as e:
+            raise CharacterError(f"{e} (the version loaded before is still answering)") from None
+
+    async def _reload(self, character_id: str, source: dict) -> Loaded:
         if source.get("url"):
             return await self.load_url(source["url"], source.get("name"))
         if "upload" in source:

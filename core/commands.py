@@ -10,6 +10,7 @@ from greenroom.core.adapter import Replier
 from greenroom.core.config import ConfigError
 from greenroom.core.events import Actor, Message
 from greenroom.core.reply import StreamingReply, split_text
+from greenroom.errors import UserError
 from greenroom.memory.settings import Settings
 
 
@@ -177,7 +178,8 @@ class CommandRegistry:
     async def run(
         self, ctx: Context, name: str, args: str, audit: Callable[[Command, str, str], None] | None = None
     ) -> str | None:
-        """Run a command if the caller's level allows; ``audit`` sees every admin command run (chat or bot)."""
+        """Run a command if the caller's level allows; ``audit`` sees every admin command run (chat or bot),
+        the ones that fail included."""
         found = self.resolve(name, args)
         if found is None:
             subs = self.group(name)
@@ -188,7 +190,13 @@ class CommandRegistry:
         cmd, rest = found
         if ctx.level < cmd.level:
             return refusal(cmd.path, cmd.level, ctx.level)
-        answer = await cmd.run(ctx, rest)
-        if audit is not None and cmd.level >= Level.CHAT_ADMIN:
-            audit(cmd, rest, answer or "")
+        audited = audit if audit is not None and cmd.level >= Level.CHAT_ADMIN else None
+        try:
+            answer = await cmd.run(ctx, rest)
+        except UserError as e:  # a failed admin command is recorded too, with what went wrong
+            if audited is not None:
+                audited(cmd, rest, f"failed: {e}")
+            raise
+        if audited is not None:
+            audited(cmd, rest, answer or "")
         return answer

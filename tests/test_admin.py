@@ -98,13 +98,19 @@ async def test_reload_picks_up_changes_and_admin_actions_are_audited(app, tmp_pa
     (folder / "texts" / "b.txt").write_text("Kit:「Storm tonight.」")
     [reloaded] = (await say(app, "/character reload kit", user="helper")).messages
     assert reloaded.startswith("Reloaded kit: 2 stories")
+    (folder / "texts" / "b.txt").write_bytes(b"\xff\xfe\x00binary")  # a broken edit
+    [failed] = (await say(app, "/character reload kit", user="helper")).messages
+    assert failed.endswith("(the version loaded before is still answering)"), failed
+    assert app.library.search("kit", "Storm tonight", 1)[0].story.text == "Kit:「Storm tonight.」"
     await say(app, "/character use kit", user="pat")  # refused: not audited
     entries = app.audit.entries()
     assert [(e.who, e.command, e.scope) for e in entries] == [
         ("console:local", "character load", "bot"),
         ("console:helper", "character reload", "bot"),
+        ("console:helper", "character reload", "bot"),
     ]
     assert entries[1].place == "console:c1" and entries[1].outcome.startswith("Reloaded") and entries[1].at
+    assert entries[2].outcome.startswith("failed: ")
 
 
 def card_file(name: str, description: str) -> Attachment:
