@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TextIO
 
-NOISY = ("httpx", "sentence_transformers", "transformers", "urllib3")
+NOISY = ("alembic", "httpx", "sentence_transformers", "transformers", "urllib3")
 FIELDS = ("turn", "job")  # structured extras: `log.info("turn", extra={"turn": {...}})`
 
 

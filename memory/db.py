@@ -20,7 +20,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Table, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, exc, inspect, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
@@ -135,7 +135,14 @@ class Database:
                         "database.url elsewhere"
                     )
                 if current != script.get_current_head():
-                    log.info("database %s: migrating schema %s -> %s", self.where, current, script.get_current_head())
+                    fresh = not inspect(conn).has_table("characters")  # an upgrade is worth a line in the log
+                    log.log(
+                        logging.DEBUG if fresh else logging.INFO,
+                        "database %s: migrating schema %s -> %s",
+                        self.where,
+                        current or "0.1",
+                        script.get_current_head(),
+                    )
                     cfg.attributes.update(connection=conn, data_dir=data_dir)
                     command.upgrade(cfg, "head")
                 conn.commit()
