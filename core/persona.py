@@ -32,6 +32,7 @@ from greenroom.core.prompt import (
     strip_wrapper,
 )
 from greenroom.core.threads import iterate_in_thread
+from greenroom.memory.db import DatabaseError
 from greenroom.memory.history import History, Turn
 from greenroom.memory.library import Library, Loaded
 from greenroom.memory.settings import Settings
@@ -39,6 +40,7 @@ from greenroom.models.llm import LLM, Generation, Sampling
 
 log = logging.getLogger(__name__)
 
+NOT_STORED = "(My database did not answer just now, so I may not remember this exchange.)"
 HISTORY_WINDOW = 64  # turns read from the store; the budget decides how many reach the prompt
 
 
@@ -169,9 +171,13 @@ class PersonaEngine:
         processed = response_postprocess(raw.strip())
         shown = strip_wrapper(processed, names) or "…"
         await stream.finish(shown)
-        self.history.add(
-            str(message.key), turn.loaded.character.id, Turn(message.author.ref, turn.role, text, shown, processed)
-        )
+        try:
+            self.history.add(
+                str(message.key), turn.loaded.character.id, Turn(message.author.ref, turn.role, text, shown, processed)
+            )
+        except DatabaseError as e:  # the answer stands; say what will be missing from the history
+            log.warning("turn in %s answered but not stored: %s", message.key, e.detail)
+            await replier.send(NOT_STORED)
         self._count(message, turn, gen, seconds, first)
         await replier.report(self.trace(turn, shown, gen))
 

@@ -9,7 +9,8 @@ import socket
 import threading
 from urllib.parse import urlsplit
 
-from greenroom.memory.db import UNAVAILABLE
+from greenroom.core.persona import NOT_STORED
+from greenroom.memory.db import UNAVAILABLE, DatabaseError
 from tests.servers import free_port, new_database
 from tests.test_admin import say
 
@@ -78,3 +79,12 @@ async def test_users_are_told_while_the_database_is_down_and_the_bot_recovers(op
     assert after and UNAVAILABLE not in after, after
     texts = [t.user_text for t in app.history.recent("console:c1", "wren")]
     assert texts == ["Hello there", "And now?"]  # the outage's turn was not stored, nothing twice
+
+
+async def test_an_answer_that_could_not_be_stored_stands_and_says_so(app, monkeypatch):
+    def down(*args, **kw):
+        raise DatabaseError(UNAVAILABLE, "cannot use the database at postgresql://…: connection reset")
+
+    monkeypatch.setattr(app.history, "add", down)
+    *greeting, answer, note = (await say(app, "Hello there")).messages  # a first meeting opens with the greeting
+    assert len(greeting) == 1 and answer != UNAVAILABLE and note == NOT_STORED
