@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.greenroom-setup
 CODE := bots core memory models greenroom tests setup.py
 
-.PHONY: run test lint bench setup clean
+.PHONY: run test lint bench chaos setup clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tests.bench
+
+chaos: $(STAMP)
+	$(PY) -m tests.bench.chaos
 
 clean:
 	rm -rf $(VENV) .pytest_cache build
