@@ -34,76 +34,23 @@ def _until_ready(proc: subprocess.Popen, answers: Callable[[], bool], what: str,
 
 @contextmanager
 def llama_server(model: Path, log: Path, *args: str) -> Iterator[str]:
-    """`python -m llama_cpp.server` serving ``model``; yields its ``.../v1`` URL. The log goes to a file
-    (a pipe nobody reads would fill up and stall it)."""
-    import httpx
-
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(model),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "2048",
-                "--seed",
-                "0",
-                *args,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}/v1"
-
-        def answers() -> bool:
-            try:
-                return httpx.get(f"{url}/models", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        try:
-            _until_ready(proc, answers, f"llama_cpp.server (log: {log})", 60)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    """`python -m llama_cpp.server` serving ``model``; yields its ``.../v1`` URL."""
+    with restartable_llama(model, log, *args) as server:
+        yield f"http://127.0.0.1:{server.port}/v1"
 
 
 @contextmanager
 def redis_server(folder: Path) -> Iterator[str]:
     """Debian's redis-server with nothing saved; yields its URL. FileNotFoundError when not installed."""
-    import redis
+    with restartable_redis(folder, appendonly=False) as server:
+        yield f"redis://127.0.0.1:{server.port}/0"
 
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
 
-    def answers() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    try:
-        _until_ready(proc, answers, "redis-server", 20)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(10)
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Debian's PostgreSQL in a temporary folder; yields the server's URL (see `PostgresCluster`)."""
+    with postgres_cluster() as cluster:
+        yield cluster.url
 
 
 def _postgres_bin(name: str) -> str:
@@ -113,59 +60,6 @@ def _postgres_bin(name: str) -> str:
     if not found:
         raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
     return str(found[-1])
-
-
-@contextmanager
-def postgres_server() -> Iterator[str]:
-    """Debian's PostgreSQL in a temporary folder on 127.0.0.1, durability off for speed; yields the
-    server's URL (user `greenroom`, password `pw`, no database: see `new_database`). PostgreSQL
-    refuses to run as root, so as root it runs as the `postgres` user the Debian package creates."""
-    initdb, postgres = _postgres_bin("initdb"), _postgres_bin("postgres")
-    with tempfile.TemporaryDirectory(prefix="greenroom-pg-") as tmp:
-        folder = Path(tmp)
-        (folder / "pw").write_text("pw")
-        if os.geteuid() == 0:
-            for path in (folder, folder / "pw"):
-                shutil.chown(path, "postgres")
-        yield from _postgres(folder, initdb, postgres)
-
-
-def _postgres(folder: Path, initdb: str, postgres: str) -> Iterator[str]:
-    import psycopg
-
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    data = folder / "data"
-    subprocess.run(
-        [*as_user, initdb, "-D", str(data), "-U", "greenroom", "--pwfile", str(folder / "pw")]
-        + ["-A", "scram-sha-256", "-E", "UTF8", "--no-locale"],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    settings = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(folder), "fsync": "off"}
-    settings |= {"full_page_writes": "off", "synchronous_commit": "off", "max_connections": "200"}
-    with (folder / "log").open("wb") as log:
-        proc = subprocess.Popen(
-            [*as_user, postgres, "-D", str(data), "-p", str(port)]
-            + [a for k, v in settings.items() for a in ("-c", f"{k}={v}")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"postgresql://greenroom:pw@127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            psycopg.connect(f"{url}/postgres", connect_timeout=1).close()
-            return True
-        except psycopg.OperationalError:
-            return False
-
-    try:
-        _until_ready(proc, answers, f"postgres (log: {folder / 'log'})", 30)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def new_database(server: str, name: str) -> str:
@@ -179,8 +73,10 @@ def new_database(server: str, name: str) -> str:
 
 
 class Restartable:
-    """A server process that can be stopped and started again on the same port and data (the chaos
-    run's down-and-back checks). ``argv(port)`` is its command line, ``answers(port)`` whether it serves."""
+    """A server process on a free port, ready once it answers, that can be stopped and started again
+    on the same port and data (the chaos run's down-and-back checks). ``argv(port)`` is its command
+    line, ``answers(port)`` whether it serves; the log goes to a file (a pipe nobody reads would
+    fill up and stall it)."""
 
     def __init__(
         self, what: str, argv: Callable[[int], list[str]], answers: Callable[[int], bool], log: Path, seconds: float
@@ -219,9 +115,9 @@ class Restartable:
         self.proc = None
 
 
-def restartable_redis(folder: Path) -> Restartable:
-    """Debian's redis-server with an append-only file in ``folder``, so queued jobs outlive a restart.
-    FileNotFoundError when it is not installed."""
+def restartable_redis(folder: Path, appendonly: bool = True) -> Restartable:
+    """Debian's redis-server; with ``appendonly`` its file in ``folder`` keeps queued jobs over a
+    restart. FileNotFoundError when it is not installed."""
     import redis
 
     exe = shutil.which("redis-server")
@@ -238,7 +134,17 @@ def restartable_redis(folder: Path) -> Restartable:
     return Restartable(
         "redis-server",
         lambda port: (
-            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"]
+            [
+                exe,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if appendonly else "no",
+            ]
             + ["--dir", str(folder)]
         ),
         answers,
