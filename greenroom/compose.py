@@ -102,7 +102,7 @@ class Greenroom:
             return OpenAIChatLLM(
                 c.base_url,
                 c.server_model or "default",
-                c.model,
+                c.tokenizer,
                 secret(c.api_key_env) or "",
                 c.n_ctx,
                 c.timeout,

