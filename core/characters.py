@@ -9,7 +9,6 @@ sent in chat. Files that came over the network are kept in the database once the
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import sys
@@ -22,11 +21,13 @@ from yarl import URL
 from greenroom.core.config import FetchSection
 from greenroom.core.events import Attachment
 from greenroom.errors import UserError
-from greenroom.memory.cards import character_to_card
+from greenroom.memory.card_files import check_card_path, write_card_file
+from greenroom.memory.cards import V2, V3, card_image, character_to_card
 from greenroom.memory.characters import CharacterError, slug
 from greenroom.memory.chatharuhi_jsonl import column_name, write_jsonl
+from greenroom.memory.db import Database
 from greenroom.memory.importers import read_character
-from greenroom.memory.library import Library, LoadInProgress, LoadResult
+from greenroom.memory.library import Library, LoadInProgress, LoadResult, loaded_ids
 from greenroom.memory.settings import Settings
 from greenroom.memory.uploads import Uploads
 from greenroom.models.embedder import Embedder
@@ -46,7 +47,8 @@ CHARACTER_TYPES = (
     "image/png",
     "image/apng",
 )
-FORMATS = ("card-v2", "chatharuhi-jsonl")
+CARD_FORMATS = {"card-v2": V2, "card-v3": V3}
+FORMATS = (*CARD_FORMATS, "chatharuhi-jsonl")
 
 Loaded = tuple[LoadResult, str]  # what loaded, and a note on the format read
 
@@ -123,7 +125,8 @@ class Characters:
             kept = self.uploads.get(character_id)
             if kept is None:
                 raise CharacterError(f"the file '{character_id}' was loaded from is no longer kept; send it again")
-            return await self._load_bytes(*kept, source.get("name"))
+            filename, data = kept
+            return await self._load_bytes(filename, data, source.get("name"))
         return await asyncio.to_thread(self.load, source["path"], source.get("name"))
 
     async def _load_bytes(self, filename: str, data: bytes, name: str | None, url: str | None = None) -> Loaded:
@@ -139,11 +142,14 @@ class Characters:
         return loaded
 
     def export(self, character_id: str, out: Path, format: str) -> int:
-        """Write a character as a V2 card (JSON) or a ChatHaruhi role jsonl with this embedder's
-        vectors; returns the story count."""
+        """Write a character as a V2 or V3 card (PNG, JSON or CHARX, by ``out``'s suffix) or a
+        ChatHaruhi role jsonl with this embedder's vectors; returns the story count."""
+        spec = CARD_FORMATS.get(format)
+        if spec:
+            check_card_path(out, spec)
         character, _ = self.library.character(character_id)
-        if format == "card-v2":
-            out.write_text(json.dumps(character_to_card(character), ensure_ascii=False, indent=2), encoding="utf-8")
+        if spec:
+            write_card_file(out, character_to_card(character, spec), card_image(character))
         else:
             vectors = self.embedder.encode([s.text for s in character.stories])
             write_jsonl(character, vectors, column_name(self.embedder.name), out)
@@ -186,6 +192,14 @@ class Characters:
             pause = min(2 * pause, 2.0)
         if cid not in self.library.ids():
             self.ensure_default()
+
+
+def check_character(db: Database, name: str) -> None:
+    """Refuse a character for chats that is neither loaded nor bundled (a bundled one is loaded on
+    start like the default). Asks the database alone, before any model loads."""
+    cid = slug(name)
+    if cid not in loaded_ids(db) and not (DEMO_CHARACTERS / cid).is_dir():
+        raise CharacterError(f"no character named '{cid}' (see greenroom character list)")
 
 
 def _origin(source: dict) -> str:

@@ -21,15 +21,21 @@ def parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="data folder (default: GREENROOM_DATA_DIR, else the config's data_dir)",
     )
+    chooser = argparse.ArgumentParser(add_help=False)
+    chooser.add_argument(
+        "--character",
+        metavar="NAME",
+        help="the character of chats that have not chosen one (default: the config's persona.default_character)",
+    )
     parser = argparse.ArgumentParser(
         prog="greenroom", parents=[common], description="Characters from your favourite stories, in your chats."
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", parents=[common], help="start the enabled platforms (else the console chat)")
+    run = sub.add_parser("run", parents=[common, chooser], help="start the enabled platforms (else the console chat)")
     run.add_argument("--console", action="store_true", help="also chat in this terminal while the platforms run")
 
-    chat = sub.add_parser("chat", parents=[common], help="chat in the terminal")
+    chat = sub.add_parser("chat", parents=[common, chooser], help="chat in the terminal")
     chat.add_argument(
         "--message",
         "-m",
@@ -54,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     export = csub.add_parser("export", parents=[common], help="write a character in a format other tools read")
     export.add_argument("name")
-    export.add_argument("out", help="output file")
+    export.add_argument("out", help="output file: .png, .json or .charx for a card (.charx: card-v3 only)")
     export.add_argument("--format", choices=FORMATS, required=True)
     remove = csub.add_parser("remove", parents=[common], help="remove a character")
     remove.add_argument("name")

@@ -21,6 +21,7 @@ import logging
 import secrets
 
 from greenroom.arguments import parser
+from greenroom.core.characters import check_character
 from greenroom.core.config import load_config, secret, secret_values
 from greenroom.core.logs import setup_logging
 from greenroom.errors import UserError
@@ -263,9 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(getattr(args, "config", None), getattr(args, "data_dir", None))
         setup_logging(config.bot.log_level, secret_values(config))
+        character = getattr(args, "character", None)
+        if character:  # this process's character for chats that have not chosen one
+            persona = config.persona.model_copy(update={"default_character": slug(character)})
+            config = config.model_copy(update={"persona": persona})
         from greenroom.compose import Greenroom
 
         app = Greenroom(config)
+        if character:
+            check_character(app.db, character)
         handler = {
             "run": _run,
             "chat": _chat,

@@ -1,35 +1,46 @@
-"""Character Cards V1/V2/V3 (SillyTavern and friends): JSON, PNG/APNG with the card in a tEXt
-chunk (`chara` base64 JSON; `ccv3` wins when both exist), and CHARX (zip with `card.json`).
+"""Character Cards V1/V2/V3 (SillyTavern and friends) mapped to and from characters; the files they
+travel in (JSON, PNG, CHARX) are read and written by `card_files`.
 
 Mapping: description, personality and scenario (or the card's own system_prompt, with
 ``{{original}}`` standing for the default) make the persona; `mes_example` split on `<START>`
 gives the stories; `first_mes` and `alternate_greetings` are the greetings; `post_history_instructions`
 follows the history; `character_book` entries are keyword-triggered lore (`core.lore`). `{{char}}` and
 `<BOT>` become the name at load; `<USER>` becomes `{{user}}`, which the prompt fills with the user's name
-each turn.
+each turn. The image a card came with is kept (base64 PNG in the character's ``extra["image"]``) for export.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
+import copy
 import re
-import struct
-import tempfile
-import zlib
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from greenroom.memory.archives import extract_zip
-from greenroom.memory.characters import Character, CharacterError, Story, json_object, slug
+from greenroom.memory.characters import Character, CharacterError, Story, slug
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MAX_CARD_BYTES = 20 * 1024 * 1024
-MAX_CHUNK_BYTES = 16 * 1024 * 1024
+V2 = "chara_card_v2"
+V3 = "chara_card_v3"
 DEFAULT_PROMPT = (
     "You are {{char}}. Stay in character and answer as {{char}} would, in {{char}}'s voice.\n\n"
     "{description}\n\nPersonality: {personality}\n\nScenario: {scenario}"
 )
+V2_DATA: dict[str, Any] = {  # every V2 data field, with its empty value
+    "name": "",
+    "description": "",
+    "personality": "",
+    "scenario": "",
+    "first_mes": "",
+    "mes_example": "",
+    "creator_notes": "",
+    "system_prompt": "",
+    "post_history_instructions": "",
+    "alternate_greetings": [],
+    "tags": [],
+    "creator": "",
+    "character_version": "",
+    "extensions": {},
+}
 BOOK_KEYS = (
     "keys",
     "secondary_keys",
@@ -47,62 +58,10 @@ BOOK_KEYS = (
 )
 
 
-def png_text_chunks(data: bytes, where: str) -> dict[str, str]:
-    """The tEXt chunks of a PNG (keyword -> text), every length checked against the file."""
-    if not data.startswith(PNG_SIGNATURE):
-        raise CharacterError(f"{where}: not a PNG file")
-    chunks: dict[str, str] = {}
-    pos = len(PNG_SIGNATURE)
-    while pos < len(data):
-        if pos + 8 > len(data):
-            raise CharacterError(f"{where}: truncated PNG (chunk header at byte {pos})")
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        if length > MAX_CHUNK_BYTES or pos + 12 + length > len(data):
-            raise CharacterError(f"{where}: truncated or corrupt PNG (chunk {kind!r} at byte {pos})")
-        body = data[pos + 8 : pos + 8 + length]
-        if struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0] != zlib.crc32(kind + body):
-            raise CharacterError(f"{where}: corrupt PNG (bad checksum in chunk {kind!r})")
-        if kind == b"tEXt" and b"\0" in body:
-            key, _, text = body.partition(b"\0")
-            chunks[key.decode("latin-1")] = text.decode("latin-1")
-        if kind == b"IEND":
-            break
-        pos += 12 + length
-    return chunks
-
-
-def _card_from_png(data: bytes, where: str) -> dict[str, Any]:
-    chunks = png_text_chunks(data, where)
-    key = "ccv3" if "ccv3" in chunks else "chara" if "chara" in chunks else None
-    if key is None:
-        raise CharacterError(f"{where}: the PNG carries no character card (no 'chara' or 'ccv3' tEXt chunk)")
-    try:
-        return json_object(base64.b64decode(chunks[key], validate=True), f"{where} ({key} chunk)")
-    except (binascii.Error, ValueError):
-        raise CharacterError(f"{where}: the '{key}' chunk is not base64") from None
-
-
-def read_card_file(path: Path) -> dict[str, Any]:
-    """The raw card JSON from a .json, .png/.apng or .charx file."""
-    where = path.name
-    if path.stat().st_size > MAX_CARD_BYTES and path.suffix.lower() != ".charx":
-        raise CharacterError(f"{where}: over the {MAX_CARD_BYTES}-byte limit")
-    suffix = path.suffix.lower()
-    if suffix in (".png", ".apng"):
-        return _card_from_png(path.read_bytes(), where)
-    if suffix == ".charx":
-        with tempfile.TemporaryDirectory(prefix="greenroom-charx-") as tmp:
-            card = extract_zip(path, Path(tmp)) / "card.json"
-            if not card.is_file():
-                raise CharacterError(f"{where}: no card.json at the top of the archive")
-            return json_object(card.read_bytes(), f"{where} card.json")
-    return json_object(path.read_bytes(), where)
-
-
 def _fields(card: dict[str, Any], where: str) -> tuple[dict[str, Any], str]:
     """The card's data fields and its spec name (V1 cards keep fields at the top)."""
     spec = card.get("spec")
-    if spec in ("chara_card_v2", "chara_card_v3"):
+    if spec in (V2, V3):
         data = card.get("data")
         if not isinstance(data, dict):
             raise CharacterError(f"{where}: '{spec}' card without a 'data' object")
@@ -121,8 +80,10 @@ def _text(data: dict[str, Any], key: str, where: str) -> str:
     return value.strip()
 
 
-def card_to_character(card: dict[str, Any], where: str, name: str | None = None) -> tuple[Character, str]:
-    """Map a card to a character; the second value says what the load did not use yet."""
+def card_to_character(
+    card: dict[str, Any], where: str, name: str | None = None, image: bytes | None = None
+) -> tuple[Character, str]:
+    """Map a card (and the PNG image it came with) to a character; the second value says what was read."""
     data, spec = _fields(card, where)
     char = _text(data, "nickname", where) or _text(data, "name", where)
     if not char:
@@ -157,7 +118,7 @@ def card_to_character(card: dict[str, Any], where: str, name: str | None = None)
         "post_history": fill(post),
         "book": _book(data.get("character_book"), fill, where),
         "card": card,
-    }
+    } | ({"image": base64.b64encode(image).decode("ascii")} if image else {})
     ours = (data.get("extensions") or {}).get("greenroom") or {}  # written by character_to_card
     character = Character(
         id=slug(name or ours.get("id") or _text(data, "name", where)),
@@ -174,7 +135,7 @@ def card_to_character(card: dict[str, Any], where: str, name: str | None = None)
     return character, f"read a {spec.replace('_', ' ')}" + (f" with {lore} lore entries" if lore else "")
 
 
-def _book(book: Any, fill, where: str) -> dict[str, Any]:
+def _book(book: Any, fill: Callable[[str], str], where: str) -> dict[str, Any]:
     """The card's lorebook, checked and with names filled in."""
     if not book:
         return {}
@@ -194,24 +155,37 @@ def _book(book: Any, fill, where: str) -> dict[str, Any]:
     return {"scan_depth": book.get("scan_depth"), "token_budget": book.get("token_budget"), "entries": entries}
 
 
-def character_to_card(character: Character) -> dict[str, Any]:
-    """A V2 card for any character: the original card when it came from one (extensions and all),
+def card_image(character: Character) -> bytes | None:
+    """The PNG image the character's card came with, if it came with one."""
+    image = character.extra.get("image")
+    return base64.b64decode(image) if image else None
+
+
+def as_spec(card: dict[str, Any], spec: str) -> dict[str, Any]:
+    """The same card under another spec (or its own), every V2 field present.
+
+    V2 and V3 cards share their data fields (V3 only adds some), so the data is kept whole, as
+    SillyTavern does when it writes both; a V1 card's top-level fields become the data.
+    """
+    data, _ = _fields(card, "card")
+    data = {**copy.deepcopy(V2_DATA), **data}
+    if spec == V3:
+        data["group_only_greetings"] = data.get("group_only_greetings") or []
+    root = {k: v for k, v in card.items() if k not in ("spec", "spec_version", "data")}
+    return {**root, "spec": spec, "spec_version": "3.0" if spec == V3 else "2.0", "data": data}
+
+
+def character_to_card(character: Character, spec: str = V2) -> dict[str, Any]:
+    """A card for any character: the original card when it came from one (extensions and all),
     else one built so that loading it back gives the same prompt."""
     if "card" in character.extra:
-        return character.extra["card"]
+        return as_spec(character.extra["card"], spec)
     data = {
         "name": character.name,
-        "description": "",
-        "personality": "",
-        "scenario": "",
         "first_mes": character.greeting,
         "mes_example": "\n".join(f"<START>\n{s.text}" for s in character.stories),
         "creator_notes": f"Exported by Greenroom from a {character.source_format}.",
         "system_prompt": character.system_prompt,
-        "post_history_instructions": "",
-        "alternate_greetings": [],
-        "tags": [],
-        "creator": "",
         "character_version": character.version,
         "extensions": {
             "greenroom": {
@@ -221,4 +195,4 @@ def character_to_card(character: Character) -> dict[str, Any]:
             }
         },
     }
-    return {"spec": "chara_card_v2", "spec_version": "2.0", "data": data}
+    return as_spec({"spec": V2, "data": data}, spec)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from greenroom.memory.archives import extract_zip
-from greenroom.memory.cards import card_to_character, read_card_file
+from greenroom.memory.card_files import CARD_SUFFIXES, read_card_file
+from greenroom.memory.cards import card_to_character
 from greenroom.memory.characters import Character, CharacterError, load_chatharuhi_folder
 from greenroom.memory.chatharuhi_jsonl import read_jsonl
 
@@ -49,7 +50,8 @@ def read_character(path: str | Path, name: str | None, column: str, dim: int) ->
     if suffix == ".jsonl":
         character, vectors, note = read_jsonl(path, name, column, dim)
         return Imported(character, vectors, note)
-    if suffix in (".json", ".png", ".apng", ".charx"):
-        character, note = card_to_character(read_card_file(path), path.name, name)
+    if suffix in CARD_SUFFIXES:
+        card, image = read_card_file(path)
+        character, note = card_to_character(card, path.name, name, image)
         return Imported(character, None, note)
     raise CharacterError(f"{path.name}: unsupported format; expected {FORMATS}")

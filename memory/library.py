@@ -74,6 +74,12 @@ class LoadResult:
     seconds: float
 
 
+def loaded_ids(db: Database) -> list[str]:
+    """The loaded characters' ids, from the database alone (no model or vector store needed)."""
+    with db.read() as conn:
+        return list(conn.execute(select(characters.c.id).order_by(characters.c.id)).scalars())
+
+
 class Library:
     """Load, list, look up, search and remove characters."""
 
@@ -101,8 +107,7 @@ class Library:
     # ----- reading -----------------------------------------------------------------------------
 
     def ids(self) -> list[str]:
-        with self.db.read() as conn:
-            return list(conn.execute(select(characters.c.id).order_by(characters.c.id)).scalars())
+        return loaded_ids(self.db)
 
     def live_indexes(self) -> set[str]:
         """The vector indexes character rows point to: never dropped."""

@@ -5,14 +5,16 @@ import json
 import struct
 import zipfile
 import zlib
+from typing import Any
 
 import pytest
 
-from greenroom.memory.cards import card_to_character, png_text_chunks, read_card_file
+from greenroom.memory.card_files import png_text_chunks, read_card_file
+from greenroom.memory.cards import card_to_character
 from greenroom.memory.characters import CharacterError
 from greenroom.memory.importers import read_character
 
-V2 = {
+V2: dict[str, Any] = {
     "spec": "chara_card_v2",
     "spec_version": "2.0",
     "data": {
@@ -72,8 +74,10 @@ def test_png_card_and_v3_chunk_wins(tmp_path):
     path = tmp_path / "mira.png"
     path.write_bytes(png_with({"chara": V2, "ccv3": v3}))
     assert set(png_text_chunks(path.read_bytes(), "x")) == {"chara", "ccv3"}
-    character, note = card_to_character(read_card_file(path), path.name)
+    card, image = read_card_file(path)
+    character, note = card_to_character(card, path.name, image=image)
     assert character.name == "Mira" and character.source_format == "chara-card-v3"
+    assert image == png_with({})  # the image without its card chunks
 
 
 @pytest.mark.parametrize(
@@ -104,7 +108,9 @@ def test_charx_and_v1_cards(tmp_path):
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("card.json", json.dumps(V2))
         z.writestr("assets/icon/main.png", png_with({}))
-    assert card_to_character(read_card_file(path), "x")[0].name == "Captain Mira"
+    card, icon = read_card_file(path)
+    assert card_to_character(card, "x")[0].name == "Captain Mira"
+    assert icon is None  # no icon named in data.assets
     v1 = {
         "name": "Old Tom",
         "description": "A ferryman.",
@@ -134,7 +140,7 @@ def test_malformed_cards_name_the_problem(card, message):
         card_to_character(card, "card.json")
 
 
-BOOK = {
+BOOK: dict[str, Any] = {
     "scan_depth": 1,
     "token_budget": 60,
     "entries": [
@@ -157,7 +163,7 @@ BOOK = {
         {"keys": ["storm"], "content": "disabled entry", "enabled": False},
     ],
 }
-RICH = {
+RICH: dict[str, Any] = {
     "spec": "chara_card_v2",
     "data": {
         **V2["data"],
