@@ -56,6 +56,7 @@ class PersonaSection(Section):
     temperature: float = Field(0.4, ge=0.0, le=2.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     repeat_penalty: float = Field(1.1, ge=1.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
 
 
 MODE_DEFAULTS = {

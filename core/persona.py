@@ -12,9 +12,10 @@ import logging
 import time
 import zlib
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from greenroom.core.cleanup import CJK, Cleanup, join_prime
 from greenroom.core.commands import Context
 from greenroom.core.config import PersonaSection, persona_settings
 from greenroom.core.events import Actor, ConversationKey, Message
@@ -28,15 +29,15 @@ from greenroom.core.prompt import (
     build_chat,
     build_haruhi2,
     query_string,
-    response_postprocess,
-    strip_wrapper,
+    stop_strings,
 )
+from greenroom.core.reply import StreamingReply
 from greenroom.core.threads import iterate_in_thread
 from greenroom.memory.db import DatabaseError
 from greenroom.memory.history import History, Turn
 from greenroom.memory.library import Library, Loaded
 from greenroom.memory.settings import Settings
-from greenroom.models.llm import LLM, Generation, Sampling
+from greenroom.models.llm import LLM, Generation, Messages, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,12 @@ class PreparedTurn:
     text: str
     prompt: Prompt
     mode: str
+    prime: str = ""  # the start of the reply the model continues (haruhi2: `Name:「`)
+
+    @property
+    def name(self) -> str:
+        """The character's name in prompts."""
+        return self.loaded.character.speakers[0]
 
 
 class PersonaEngine:
@@ -132,8 +139,11 @@ class PersonaEngine:
                 prompt.messages[-1] = {"role": "user", "content": f"{prompt.messages[-1]['content']}\n\n{post}"}
             else:
                 prompt.messages.insert(len(prompt.messages) - 1, {"role": "system", "content": post})
-        prompt.stop.extend(settings["stop"])
-        return PreparedTurn(loaded, role, text, prompt, mode)
+        prompt.stop[:0] = settings["stop"]  # first: the OpenAI API sends only four
+        prompt.stop = list(dict.fromkeys([*prompt.stop, *stop_strings(*character.speakers)]))
+        turn = PreparedTurn(loaded, role, text, prompt, mode)
+        turn.prime = f"{turn.name}:「" if mode == "haruhi2" else ""
+        return turn
 
     async def reply(self, ctx: Context) -> None:
         message, replier = ctx.message, ctx.replier
@@ -152,34 +162,57 @@ class PersonaEngine:
             temperature=self.config.temperature,
             top_p=self.config.top_p,
             repeat_penalty=self.config.repeat_penalty,
+            frequency_penalty=self.config.frequency_penalty,
             stop=tuple(turn.prompt.stop),
         )
-        gen = Generation()
+        clean = Cleanup(turn.loaded.character.speakers, text, (turn.role,), turn.prompt.stop)
         stream = ctx.stream()
-        names = turn.loaded.character.speakers
         async with self.model_gate, replier.typing():
-            start, first = time.perf_counter(), None
-            pieces = iterate_in_thread(lambda: self.llm.stream(turn.prompt.messages, sampling, gen), gen.cancel)
-            # closed inside the gate, whatever happens: the generation's thread ends before the slot is free
-            raw = ""
-            async with aclosing(pieces):
-                async for piece in pieces:
-                    first = first or time.perf_counter() - start
-                    raw += piece
-                    await stream.update(strip_wrapper(raw, names))
+            start = time.perf_counter()
+            raw, gen, first = await self._generate(turn.prompt.messages, sampling, turn.prime, clean, stream, start)
+            if clean.echo_only(raw):  # it only restated the user's words: once more, primed past them
+                used = gen.completion_tokens
+                turn.prime += "嗯，" if CJK.search(text) else "Well, "
+                again = replace(sampling, seed=sampling.seed + 1)  # a server that cannot be primed samples anew
+                raw, gen, _ = await self._generate(turn.prompt.messages, again, turn.prime, clean, stream, start)
+                gen.completion_tokens += used
             seconds = time.perf_counter() - start
-        processed = response_postprocess(raw.strip())
-        shown = strip_wrapper(processed, names) or "…"
+        shown = clean.final(raw, truncated=gen.finish_reason == "length") or "…"
         await stream.finish(shown)
         try:
             self.history.add(
-                str(message.key), turn.loaded.character.id, Turn(message.author.ref, turn.role, text, shown, processed)
+                str(message.key),
+                turn.loaded.character.id,
+                Turn(message.author.ref, turn.role, text, shown, f"{turn.name}:「{shown}」"),
             )
         except DatabaseError as e:  # the answer stands; say what will be missing from the history
             log.warning("turn in %s answered but not stored: %s", message.key, e.detail)
             await replier.send(NOT_STORED)
         self._count(message, turn, gen, seconds, first)
         await replier.report(self.trace(turn, shown, gen))
+
+    async def _generate(
+        self, messages: Messages, sampling: Sampling, prime: str, clean: Cleanup, stream: StreamingReply, start: float
+    ) -> tuple[str, Generation, float | None]:
+        """One generation, streamed to the chat as ``clean`` shows it: the raw reply (the prime
+        included, cut at the first stop string), its record, and the seconds to its first piece."""
+        gen, first, out, stopped = Generation(), None, "", False
+        primed = [*messages, {"role": "assistant", "content": prime}] if prime else messages
+        pieces = iterate_in_thread(lambda: self.llm.stream(primed, sampling, gen), gen.cancel)
+        # closed inside the gate, whatever happens: the generation's thread ends before the slot is free
+        async with aclosing(pieces):
+            async for piece in pieces:
+                first = first or time.perf_counter() - start
+                out += piece
+                cut = clean.at_stop(out)
+                if cut is not None:  # a stop string the backend did not apply (the OpenAI API takes four)
+                    out, stopped = cut, True
+                    break
+                ending = sampling.max_tokens - gen.completion_tokens <= max(8, sampling.max_tokens // 4)
+                await stream.update(clean.partial(join_prime(prime, out), ending))
+        if stopped:
+            gen.finish_reason = "stop"
+        return join_prime(prime, out), gen, first
 
     def _count(
         self, message: Message, turn: PreparedTurn, gen: Generation, seconds: float, first: float | None
@@ -212,6 +245,7 @@ class PersonaEngine:
             "reply": reply,
             "character": turn.loaded.character.id,
             "messages": turn.prompt.messages,
+            **({"prime": turn.prime} if turn.prime else {}),
             "stories": [
                 {"id": s.id, "text": s.text, "score": s.score, "tokens": s.tokens} for s in turn.prompt.stories
             ],

@@ -11,7 +11,8 @@ Two modes:
   then strictly alternating user/assistant turns and the raw user text, which fits local
   chat templates better.
 
-Both keep the budgets inside the model's context: stories first, then history.
+Both keep the budgets inside the model's context: stories first, then history, and stop the
+reply where the model starts a line of anyone who speaks in the prompt (`stop_strings`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ STORY_PREFIX = "Classic scenes for the role are as follows:\n"
 DIVIDER = "\n###\n"
 NARRATORS = ("旁白", "", "scene", "Scene", "narrator", "Narrator")
 LINE = re.compile(r"^(.*?)[:：]「(.*?)」$")
+SPEAKER = re.compile(r"^([^\n:：「」]{1,32}?)[:：]「", re.M)  # a story line's speaker
 CONTEXT_MARGIN = 16
 
 
@@ -103,16 +105,26 @@ def response_postprocess(text: str) -> str:
 
 
 def strip_wrapper(text: str, names: Sequence[str] = ()) -> str:
-    """What a chat shows: `Name:「line」` becomes `line`; a leading `Name:` of the character goes too."""
+    """What a chat shows: `Name:「line」` becomes `line`; a leading `Name:` or `Name「` of the character goes too."""
     text = text.strip()
     match = LINE.match(text)
     if match:
         return match.group(2).strip()
     for name in names:
-        for colon in (":", "："):
-            if name and text.startswith(name + colon):
+        for mark in (":", "：", "「"):
+            if name and text.startswith(name + mark):
                 return text[len(name) + 1 :].strip().removeprefix("「").removesuffix("」").strip()
     return text
+
+
+def stop_strings(*names: str) -> list[str]:
+    """Where the model starts another line of one of ``names``: `\nName:`, `\nName：`, `\nName「`."""
+    return list(dict.fromkeys(f"\n{n}{mark}" for n in names if n.strip() for mark in (":", "：", "「")))
+
+
+def prompt_speakers(stories: Sequence[StoryRef], history: Sequence[PastTurn]) -> list[str]:
+    """Everyone who speaks in the prompt's stories and history."""
+    return [*(m.group(1).strip() for s in stories for m in SPEAKER.finditer(s.text)), *(t.speaker for t in history)]
 
 
 def _fit(budgets: Budgets, fixed: int) -> tuple[int, int]:
@@ -150,7 +162,7 @@ def build_haruhi2(
         messages.append({"role": "user", "content": query_string(turn.speaker, turn.user_text)})
         messages.append({"role": "assistant", "content": turn.reply_raw})
     messages.append({"role": "user", "content": query})
-    return Prompt(messages, packed, len(past), stop=[f"\n{user_role}:", f"\n{user_role}："])
+    return Prompt(messages, packed, len(past), stop=stop_strings(user_role, *prompt_speakers(packed, past)))
 
 
 def build_chat(
@@ -183,4 +195,4 @@ def build_chat(
         messages.append({"role": "user", "content": said(turn.speaker, turn.user_text)})
         messages.append({"role": "assistant", "content": turn.reply})
     messages.append({"role": "user", "content": user})
-    return Prompt(messages, packed, len(past), stop=[f"\n{user_role}:", f"\n{user_role}："])
+    return Prompt(messages, packed, len(past), stop=stop_strings(user_role, *prompt_speakers(packed, past)))

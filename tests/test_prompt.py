@@ -11,6 +11,7 @@ from greenroom.core.prompt import (
     pack_stories,
     query_string,
     response_postprocess,
+    stop_strings,
     strip_wrapper,
 )
 
@@ -129,3 +130,12 @@ def test_wrapper_is_stripped_for_display():
     assert strip_wrapper("春日:「好！出发吧」") == "好！出发吧"
     assert strip_wrapper("Wren: Places, please.", ["Wren"]) == "Places, please."
     assert strip_wrapper("Places, please.", ["Wren"]) == "Places, please."
+    assert strip_wrapper("Wren「Places, please.」", ["Wren"]) == "Places, please."
+
+
+def test_both_modes_stop_at_every_speaker_of_the_prompt():
+    history = [*HISTORY, PastTurn("Mika", "hi", "hi", "春日:「hi」")]
+    for build in (build_haruhi2, build_chat):
+        prompt = build("sys", STORIES[:2], history, "阿虚", "hi", ROOMY, chars)
+        assert set(prompt.stop) == set(stop_strings("阿虚", "春日", "Mika")), build  # the user, stories, history
+    assert stop_strings("Tom", "Tom", " ") == ["\nTom:", "\nTom：", "\nTom「"]

@@ -5,6 +5,10 @@ rendered with the model's own chat template and tokenised here, so the caller le
 exact prompt and its size; llama.cpp keeps the longest common prefix of the previous
 prompt in its KV cache, so a stable prompt head (system prompt, persona) is not
 re-evaluated on the next turn.
+
+A final ``assistant`` message primes the reply: the model continues it, and the stream yields
+only what follows it. A backend that cannot continue a message (the OpenAI API has no portable
+way) answers afresh instead; the caller copes with both (`core.cleanup.join_prime`).
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ class Sampling:
     max_tokens: int = 160
     temperature: float = 0.7
     top_p: float = 0.9
-    repeat_penalty: float = 1.1
+    repeat_penalty: float = 1.1  # llama.cpp's (in process); the OpenAI API has no such parameter
+    frequency_penalty: float = 0.0  # the OpenAI API's, which llama.cpp has too
     stop: tuple[str, ...] = ()
     seed: int = 0
 
@@ -118,9 +123,12 @@ class LlamaCppLLM:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def prompt_tokens(self, messages: Messages) -> tuple[list[int], list[str]]:
-        """The templated prompt as tokens, and the template's own stop strings."""
-        rendered = self.formatter(messages=messages)  # type: ignore[arg-type]  # plain role/content dicts
-        tokens = self.llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+        """The templated prompt as tokens (a final assistant message left open, to be continued), and
+        the template's own stop strings."""
+        primed = bool(messages) and messages[-1]["role"] == "assistant"
+        rendered = self.formatter(messages=messages[:-1] if primed else messages)  # type: ignore[arg-type]  # plain dicts
+        text = rendered.prompt + (messages[-1]["content"] if primed else "")
+        tokens = self.llama.tokenize(text.encode("utf-8"), add_bos=not rendered.added_special, special=True)
         stops = [rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop or [])
         return tokens, stops
 
@@ -136,6 +144,7 @@ class LlamaCppLLM:
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             repeat_penalty=sampling.repeat_penalty,
+            frequency_penalty=sampling.frequency_penalty,
             stop=[*template_stops, *sampling.stop],
             seed=sampling.seed,
             stream=True,

@@ -63,6 +63,10 @@ class OpenAIChatLLM:
             raise LLMUnavailable(f"the language model server at {self.base_url} answered {response.status_code}")
 
     def stream(self, messages: Messages, sampling: Sampling, gen: Generation) -> Iterator[str]:
+        if messages and messages[-1]["role"] == "assistant":
+            # a prime: the OpenAI API has no portable way to continue a message (vLLM and TGI would take
+            # it for a finished turn), so the server answers afresh
+            messages = messages[:-1]
         body = {
             "model": self.model,
             "messages": messages,
@@ -71,6 +75,7 @@ class OpenAIChatLLM:
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "seed": sampling.seed,
+            "frequency_penalty": sampling.frequency_penalty,
             "stream_options": {"include_usage": True},
         }
         if sampling.stop:
