@@ -7,9 +7,10 @@ Two modes:
   the first that does not fit) as their own user message after "Classic scenes for the role
   are as follows:\\n"; the history tail within the history budget (if even the newest pair
   is too long, no history; 2.0 sent all of it); then ``{role}:「{text}」``.
-- ``chat`` (default for small local models): one system message with the stories inline,
-  then strictly alternating user/assistant turns and the raw user text, which fits local
-  chat templates better.
+- ``chat`` (default for small local models): what stays between turns comes first, so that
+  a follow-up reuses the model's cache: the system prompt, then strictly alternating
+  user/assistant turns, then one user message with this turn's scenes and the user's own
+  words (`scene_block`). Alternation fits local chat templates better.
 
 Both keep the budgets inside the model's context: stories first, then history, and stop the
 reply where the model starts a line of anyone who speaks in the prompt (`stop_strings`).
@@ -150,7 +151,7 @@ def build_haruhi2(
     packed: list[StoryRef] = []
     if has_stories:
         packed = pack_stories(ranked, story_budget, count, count(STORY_PREFIX))
-        body = STORY_PREFIX + "".join(s.text + DIVIDER for s in packed)
+        body = scene_block(packed) or STORY_PREFIX
         messages.append({"role": "user", "content": body})
         room -= count(body)
     past = history_tail(
@@ -165,6 +166,11 @@ def build_haruhi2(
     return Prompt(messages, packed, len(past), stop=stop_strings(user_role, *prompt_speakers(packed, past)))
 
 
+def scene_block(stories: Sequence[StoryRef]) -> str:
+    """The stories as the current user message carries them, before the user's words."""
+    return STORY_PREFIX + "".join(s.text + DIVIDER for s in stories) if stories else ""
+
+
 def build_chat(
     system_prompt: str,
     ranked: Sequence[StoryRef],
@@ -175,7 +181,7 @@ def build_chat(
     count: Callable[[str], int],
     group: bool = False,
 ) -> Prompt:
-    """One system message with the stories inline, alternating turns, the user's own words."""
+    """System prompt, alternating turns, then this turn's scenes and the user's words in one message."""
 
     def said(speaker: str, words: str) -> str:
         return f"{speaker}: {words}" if group else words
@@ -183,16 +189,14 @@ def build_chat(
     user = said(user_role, text)
     story_budget, room = _fit(budgets, count(system_prompt) + count(user))
     packed = pack_stories(ranked, story_budget, count, count(STORY_PREFIX))
-    system = system_prompt
-    if packed:
-        system += "\n\n" + STORY_PREFIX + DIVIDER.join(s.text for s in packed)
-    room -= count(system) - count(system_prompt)
+    scenes = scene_block(packed)
+    room -= count(scenes)
     past = history_tail(
         history, min(budgets.history, max(room, 0)), lambda t: count(said(t.speaker, t.user_text)) + count(t.reply)
     )
-    messages = [{"role": "system", "content": system}]
+    messages = [{"role": "system", "content": system_prompt}]
     for turn in past:
         messages.append({"role": "user", "content": said(turn.speaker, turn.user_text)})
         messages.append({"role": "assistant", "content": turn.reply})
-    messages.append({"role": "user", "content": user})
+    messages.append({"role": "user", "content": scenes + user})
     return Prompt(messages, packed, len(past), stop=stop_strings(user_role, *prompt_speakers(packed, past)))

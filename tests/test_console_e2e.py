@@ -33,8 +33,10 @@ def test_reply_record_shows_the_prompt_as_sent(capsys, config_file):
     assert {"id", "text", "score", "tokens"} <= set(first["stories"][0])
     system = first["messages"][0]
     assert system["role"] == "system" and "Wren Ashby" in system["content"]
-    assert first["stories"][0]["text"] in system["content"]
-    assert first["messages"][-1] == {"role": "user", "content": "Why do you leave that light on at night?"}
+    last = first["messages"][-1]
+    assert last["role"] == "user" and first["stories"][0]["text"] in last["content"]  # this turn's scenes
+    assert last["content"].endswith("\nWhy do you leave that light on at night?")
+    assert first["stories"][0]["text"] not in system["content"]  # the system prompt stays the same each turn
     assert first["prompt_tokens"] > 100 and first["history_turns"] == 0
     assert second["history_turns"] == 1
     assert first["notices"] == [load_chatharuhi_folder(DEMO).greeting]  # the character speaks first, once
@@ -80,7 +82,7 @@ def test_bad_input_in_chat_gets_specific_answers(capsys, config_file):
     assert unknown["reply"] == "no character named 'nobody' (see /character list)"
     assert bogus["reply"] == "Unknown command /frobnicate. Send /help for the list."
     assert "(Your message is 4999 characters; I read only the first 2000.)" in long["notices"]
-    assert len(long["messages"][-1]["content"]) == 2000
+    assert long["messages"][-1]["content"].endswith("\n" + ("word " * 1000)[:2000])  # after the scenes
 
 
 def test_character_management_from_the_command_line(capsys, config_file, tmp_path):

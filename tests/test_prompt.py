@@ -99,15 +99,26 @@ def test_narrator_roles_have_no_brackets():
     assert query_string("Tom", "hello") == "Tom:「hello」"
 
 
-def test_chat_mode_inlines_stories_and_alternates_turns():
+def test_chat_mode_puts_what_stays_first_and_this_turns_scenes_last():
     prompt = build_chat("You are Haruhi.", STORIES[:2], HISTORY, "阿虚", "今天做什么？", ROOMY, chars)
     roles = [m["role"] for m in prompt.messages]
     assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
-    system = prompt.messages[0]["content"]
-    assert system.startswith("You are Haruhi.\n\n" + STORY_PREFIX)
-    assert STORIES[0].text + DIVIDER + STORIES[1].text in system
-    assert prompt.messages[-1]["content"] == "今天做什么？"  # the raw text, as ChatHaruhi 3.0
+    assert prompt.messages[0]["content"] == "You are Haruhi."  # the same every turn: the cache keeps it
+    assert prompt.messages[1]["content"] == "你好"  # history as it was said, without scenes
     assert prompt.messages[2]["content"] == "你好啊"  # displayed replies, without the wrapper
+    last = prompt.messages[-1]["content"]
+    assert last.startswith(STORY_PREFIX + STORIES[0].text + DIVIDER + STORIES[1].text + DIVIDER)
+    assert last.endswith(DIVIDER + "今天做什么？")  # the user's raw words close the prompt, as ChatHaruhi 3.0
+
+
+def test_chat_mode_follow_up_extends_the_previous_prompt():
+    """Only the newest turn and this turn's scenes differ from the last prompt (its scenes aside)."""
+    before = build_chat("sys", STORIES[:2], HISTORY[:1], "阿虚", "今天做什么？", ROOMY, chars)
+    after = build_chat(
+        "sys", STORIES[2:3], [*HISTORY[:1], PastTurn("阿虚", "今天做什么？", "去冒险", "")], "阿虚", "好", ROOMY, chars
+    )
+    assert after.messages[: len(before.messages) - 1] == before.messages[:-1]
+    assert after.messages[-3]["content"] == "今天做什么？"
 
 
 def test_chat_mode_names_speakers_in_groups():
