@@ -169,12 +169,15 @@ class PersonaEngine:
         stream = ctx.stream()
         async with self.model_gate, replier.typing():
             start = time.perf_counter()
-            raw, gen, first = await self._generate(turn.prompt.messages, sampling, turn.prime, clean, stream, start)
+            who = str(message.key)
+            raw, gen, first = await self._generate(
+                turn.prompt.messages, sampling, turn.prime, clean, stream, start, who
+            )
             if clean.echo_only(raw):  # it only restated the user's words: once more, primed past them
                 used = gen.completion_tokens
                 turn.prime += "嗯，" if CJK.search(text) else "Well, "
                 again = replace(sampling, seed=sampling.seed + 1)  # a server that cannot be primed samples anew
-                raw, gen, _ = await self._generate(turn.prompt.messages, again, turn.prime, clean, stream, start)
+                raw, gen, _ = await self._generate(turn.prompt.messages, again, turn.prime, clean, stream, start, who)
                 gen.completion_tokens += used
             seconds = time.perf_counter() - start
         shown = clean.final(raw, truncated=gen.finish_reason == "length") or "…"
@@ -192,11 +195,18 @@ class PersonaEngine:
         await replier.report(self.trace(turn, shown, gen))
 
     async def _generate(
-        self, messages: Messages, sampling: Sampling, prime: str, clean: Cleanup, stream: StreamingReply, start: float
+        self,
+        messages: Messages,
+        sampling: Sampling,
+        prime: str,
+        clean: Cleanup,
+        stream: StreamingReply,
+        start: float,
+        conversation: str,
     ) -> tuple[str, Generation, float | None]:
         """One generation, streamed to the chat as ``clean`` shows it: the raw reply (the prime
         included, cut at the first stop string), its record, and the seconds to its first piece."""
-        gen, first, out, stopped = Generation(), None, "", False
+        gen, first, out, stopped = Generation(conversation=conversation), None, "", False
         primed = [*messages, {"role": "assistant", "content": prime}] if prime else messages
         pieces = iterate_in_thread(lambda: self.llm.stream(primed, sampling, gen), gen.cancel)
         # closed inside the gate, whatever happens: the generation's thread ends before the slot is free
@@ -228,6 +238,7 @@ class PersonaEngine:
             "latency_s": round(seconds, 3),
             "first_token_s": round(first, 3) if first is not None else None,
             "prompt_tokens": gen.prompt_tokens,
+            "cached_tokens": gen.cached_tokens,
             "completion_tokens": gen.completion_tokens,
         }
         if log.isEnabledFor(logging.DEBUG):
@@ -244,12 +255,14 @@ class PersonaEngine:
         return {
             "reply": reply,
             "character": turn.loaded.character.id,
+            "model": self.llm.name,
             "messages": turn.prompt.messages,
             **({"prime": turn.prime} if turn.prime else {}),
             "stories": [
                 {"id": s.id, "text": s.text, "score": s.score, "tokens": s.tokens} for s in turn.prompt.stories
             ],
             "prompt_tokens": gen.prompt_tokens,
+            "cached_tokens": gen.cached_tokens,
             "history_turns": turn.prompt.history_turns,
             "mode": turn.mode,
             "completion_tokens": gen.completion_tokens,

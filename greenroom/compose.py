@@ -109,7 +109,9 @@ class Greenroom:
                 c.retries,
                 slots=c.slots,
             )
-        return LlamaCppLLM(c.model, c.sha256, n_ctx=c.n_ctx, n_threads=c.n_threads, seed=c.seed)
+        return LlamaCppLLM(
+            c.model, c.sha256, n_ctx=c.n_ctx, n_threads=c.n_threads, seed=c.seed, kv_cache_mb=c.kv_cache_mb
+        )
 
     def load_valley(self, checkpoint: str | None = None, runtime: str | None = None) -> Valley:
         """Valley as configured in ``[video]`` (limits included); the command line may name another folder."""

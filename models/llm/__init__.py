@@ -2,9 +2,8 @@
 
 Generation is a blocking iterator (the caller runs it off the event loop). The prompt is
 rendered with the model's own chat template and tokenised here, so the caller learns the
-exact prompt and its size; llama.cpp keeps the longest common prefix of the previous
-prompt in its KV cache, so a stable prompt head (system prompt, persona) is not
-re-evaluated on the next turn.
+exact prompt and its size. What llama.cpp computed for a conversation's last prompt is kept
+and lined up with the next one (`kv_cache`), so a follow-up evaluates only what is new.
 
 A final ``assistant`` message primes the reply: the model continues it, and the stream yields
 only what follows it. A backend that cannot continue a message (the OpenAI API has no portable
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 
 from greenroom.errors import UserError
 from greenroom.models.files import ModelFileError, resolve_model_path, verified
+from greenroom.models.llm.kv_cache import ConversationCache
 
 Messages = list[dict[str, str]]
 
@@ -62,9 +62,11 @@ class Generation:
     """Filled in while a reply streams: prompt size, tokens produced, why it stopped."""
 
     prompt_tokens: int = 0
+    cached_tokens: int = 0  # of the prompt, not evaluated again (llama.cpp's KV cache)
     completion_tokens: int = 0
     finish_reason: str | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    conversation: str = ""  # whose turn: llama.cpp keeps each conversation's cache apart
 
 
 class LLM(Protocol):
@@ -84,7 +86,9 @@ class LLM(Protocol):
 class LlamaCppLLM:
     """A GGUF model in llama.cpp (llama-cpp-python)."""
 
-    def __init__(self, model: str, sha256: str = "", n_ctx: int = 2048, n_threads: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self, model: str, sha256: str = "", n_ctx: int = 2048, n_threads: int = 0, seed: int = 0, kv_cache_mb: int = 256
+    ) -> None:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -116,6 +120,7 @@ class LlamaCppLLM:
             stop_token_ids=[eos],
         )
         self.slots = 1  # one llama.cpp context: one generation at a time
+        self.cache = ConversationCache(self.llama, kv_cache_mb << 20)
         # prompts repeat the same persona, stories and history every turn
         self.count_tokens = lru_cache(maxsize=16384)(self._count_tokens)
 
@@ -138,6 +143,7 @@ class LlamaCppLLM:
         budget = min(sampling.max_tokens, self.n_ctx - len(tokens))
         if budget <= 0:
             raise ContextFull(len(tokens), self.n_ctx)
+        gen.cached_tokens = self.cache.prepare(gen.conversation, tokens)
         chunks = self.llama.create_completion(
             prompt=tokens,
             max_tokens=budget,
