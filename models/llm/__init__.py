@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from greenroom.errors import UserError
-from greenroom.models.files import ModelFileError, resolve_model_path, verified
+from greenroom.models.files import ModelFileError, pinned_sha256, resolve_model_path, verified
 from greenroom.models.llm.kv_cache import ConversationCache
 
 Messages = list[dict[str, str]]
@@ -96,6 +96,7 @@ class LlamaCppLLM:
         with path.open("rb") as f:
             if f.read(4) != b"GGUF":
                 raise ModelFileError(f"{path}: not a GGUF model file")
+        sha256 = pinned_sha256(model, sha256)  # a catalogue name carries its own pin
         verified(path, sha256)
         try:
             # llama-cpp-python defaults to half the cores; generation here is compute-bound, use them all.

@@ -6,7 +6,7 @@
 import importlib
 import sys
 
-BENCHES = ("turn", "load", "generation", "jsonl", "adapters", "fakenews", "video", "scaleout")
+BENCHES = ("turn", "load", "generation", "jsonl", "adapters", "fakenews", "video", "scaleout", "models")
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or BENCHES:
