@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.greenroom-setup
 CODE := bots core memory models greenroom tests setup.py
 
-.PHONY: run test lint bench chaos setup clean
+.PHONY: run test lint bench eval chaos setup clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tests.bench
+
+# the persona evaluation that chose the default model (about 20 minutes); EVAL="--models smollm2-135m --questions 2"
+eval: $(STAMP)
+	$(PY) -m tests.bench.eval_persona $(EVAL)
 
 chaos: $(STAMP)
 	$(PY) -m tests.bench.chaos
