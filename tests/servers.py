@@ -166,7 +166,9 @@ def restartable_llama(model: Path, log: Path, *args: str) -> Restartable:
     return Restartable(
         "llama_cpp.server",
         lambda port: (
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1"]
+            # through the kernels module: a variant-built wheel loads no CPU backend by itself
+            [sys.executable, "-m", "greenroom.models.llm.kernels", "run", "llama_cpp.server"]
+            + ["--model", str(model), "--host", "127.0.0.1"]
             + ["--port", str(port), "--n_ctx", "2048", "--seed", "0", *args]
         ),
         answers,

@@ -87,10 +87,19 @@ class LlamaCppLLM:
     """A GGUF model in llama.cpp (llama-cpp-python)."""
 
     def __init__(
-        self, model: str, sha256: str = "", n_ctx: int = 2048, n_threads: int = 0, seed: int = 0, kv_cache_mb: int = 256
+        self,
+        model: str,
+        sha256: str = "",
+        n_ctx: int = 2048,
+        n_threads: int = 0,
+        seed: int = 0,
+        kernels: str = "auto",
+        kv_cache_mb: int = 256,
     ) -> None:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        from greenroom.models.llm.kernels import load_cpu_kernels
 
         path = resolve_model_path(model)
         with path.open("rb") as f:
@@ -98,6 +107,7 @@ class LlamaCppLLM:
                 raise ModelFileError(f"{path}: not a GGUF model file")
         sha256 = pinned_sha256(model, sha256)  # a catalogue name carries its own pin
         verified(path, sha256)
+        load_cpu_kernels(kernels, path)
         try:
             # llama-cpp-python defaults to half the cores; generation here is compute-bound, use them all.
             self.llama = Llama(

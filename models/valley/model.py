@@ -123,6 +123,7 @@ def load_valley(
     limits: Limits = Limits(),
     n_threads: int = 0,
     device: str = "cuda",
+    kernels: str = "auto",
 ) -> Valley:
     """A converted folder (``greenroom valley convert``) runs on the CPU runtime; a checkpoint as
     published runs on the GPU runtime (``device``; tests use ``cpu``)."""
@@ -138,7 +139,7 @@ def load_valley(
                 f"{folder} is a checkpoint as published; the CPU runtime needs it converted "
                 f"first: greenroom valley convert {folder} OUT"
             )
-        return _load_cpu(folder, frames, template, vision_dtype, limits, n_threads)
+        return _load_cpu(folder, frames, template, vision_dtype, limits, n_threads, kernels)
     if runtime != "gpu":
         raise CheckpointError(f"unknown runtime '{runtime}' (choose {', '.join(RUNTIMES)})")
     if converted:
@@ -152,14 +153,18 @@ def load_valley(
     return _load_gpu(folder, frames, template, vision_dtype, limits, device)
 
 
-def _load_cpu(folder: Path, frames: int, template: str, vision_dtype: str, limits: Limits, n_threads: int) -> Valley:
+def _load_cpu(
+    folder: Path, frames: int, template: str, vision_dtype: str, limits: Limits, n_threads: int, kernels: str
+) -> Valley:
     from greenroom.models.valley.runtime_llama import LlamaCppLanguage
 
     meta = json.loads((folder / "valley.json").read_text())
     vision = load_file(str(folder / "vision.safetensors"))
     tower = build_tower(vision, stored_layers(list(vision)), vision_dtype_for(vision_dtype, "cpu"))
     encoder = VisualEncoder(tower, projector_of(load_file(str(folder / "projector.safetensors"))))
-    language = LlamaCppLanguage(folder / "language.gguf", n_ctx=meta.get("n_ctx", 2048), n_threads=n_threads)
+    language = LlamaCppLanguage(
+        folder / "language.gguf", n_ctx=meta.get("n_ctx", 2048), n_threads=n_threads, kernels=kernels
+    )
     template = meta["template"] if template == "auto" else template
     return Valley(encoder, language, load_tokenizer(folder), template, frames, limits, "cpu")
 

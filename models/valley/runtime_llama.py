@@ -10,6 +10,7 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
+from greenroom.models.llm.kernels import load_cpu_kernels
 from greenroom.models.valley.errors import ClipThreadTooLong
 from greenroom.models.valley.prompt import VisualRun
 
@@ -17,7 +18,10 @@ from greenroom.models.valley.prompt import VisualRun
 class LlamaCppLanguage:
     """Text runs go in as token batches, visual runs as embedding batches, at most ``n_batch`` rows each."""
 
-    def __init__(self, gguf: Path, n_ctx: int = 2048, n_threads: int = 0, n_batch: int = 512) -> None:
+    def __init__(
+        self, gguf: Path, n_ctx: int = 2048, n_threads: int = 0, n_batch: int = 512, kernels: str = "auto"
+    ) -> None:
+        load_cpu_kernels(kernels, gguf)
         self.llm = llama_cpp.Llama(
             model_path=str(gguf),
             n_ctx=n_ctx,
