@@ -121,23 +121,52 @@ def characters(s: Services) -> CommandSet:
     return commands
 
 
+def _memories(count: int) -> str:
+    return f"{count} {'memory' if count == 1 else 'memories'}"
+
+
 def conversation(s: Services) -> CommandSet:
-    """`/reset`, `/reset all`, `/iam` and `/mode`."""
+    """`/reset`, `/reset all`, `/forget`, `/forget all`, `/iam` and `/mode`."""
     history, settings = s.history, s.settings
     commands = CommandSet()
 
-    @commands.add("reset", Level.USER, "/reset", "forget your conversation history here")
+    def clear(ctx: Context, only: str | None) -> tuple[int, int]:
+        """History turns and memories removed from this conversation (``only``: one user's)."""
+        key = str(ctx.message.key)
+        turns = history.clear(key, only)
+        return turns, s.long_term.forget(key, only)  # built on first use: it needs the memory store
+
+    @commands.add("reset", Level.USER, "/reset", "forget your conversation history and memories here")
     async def reset(ctx: Context, args: str) -> str:
         if args:
             return "Usage: /reset (admins: /reset all)"
         only = None if ctx.message.is_direct else ctx.message.author.ref
-        removed = history.clear(str(ctx.message.key), only)
-        return f"Forgot our conversation ({removed} turns). The character stays."
+        turns, memories = await asyncio.to_thread(clear, ctx, only)
+        return f"Forgot our conversation ({turns} turns) and {_memories(memories)} of it. The character stays."
 
-    @commands.add("reset all", Level.CHAT_ADMIN, "/reset all", "forget this whole conversation")
+    @commands.add("reset all", Level.CHAT_ADMIN, "/reset all", "forget this whole conversation and its memories")
     async def reset_all(ctx: Context, args: str) -> str:
-        removed = history.clear(str(ctx.message.key))
-        return f"Forgot this conversation ({removed} turns). The character stays."
+        turns, memories = await asyncio.to_thread(clear, ctx, None)
+        return f"Forgot this conversation ({turns} turns) and {_memories(memories)} of it. The character stays."
+
+    @commands.add("forget", Level.USER, "/forget", "clear what the character remembers of what you said here")
+    async def forget(ctx: Context, args: str) -> str:
+        if args:
+            return "Usage: /forget (admins: /forget all)"
+        only = None if ctx.message.is_direct else ctx.message.author.ref
+        removed = await asyncio.to_thread(s.long_term.forget, str(ctx.message.key), only)
+        return (
+            f"Forgot {_memories(removed)} of what you said here; nothing you said so far will be remembered "
+            "later. Our recent turns stay in the conversation (/reset clears them too)."
+        )
+
+    @commands.add("forget all", Level.CHAT_ADMIN, "/forget all", "clear everything the character remembers here")
+    async def forget_all(ctx: Context, args: str) -> str:
+        removed = await asyncio.to_thread(s.long_term.forget, str(ctx.message.key))
+        return (
+            f"Forgot {_memories(removed)} of this conversation; nothing said here so far will be remembered "
+            "later. The recent turns stay in the conversation (/reset all clears them too)."
+        )
 
     @commands.add("iam", Level.USER, "/iam [NAME]", "set the name the character knows you by")
     async def iam(ctx: Context, args: str) -> str:

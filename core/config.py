@@ -50,6 +50,12 @@ class PersonaSection(Section):
     k: int | None = Field(None, ge=1, le=200)
     story_budget: int | None = Field(None, ge=0)
     history_budget: int | None = Field(None, ge=0)
+    # long-term memory: turns that left the history window, recalled per conversation
+    memory: bool = True
+    memory_k: int = Field(3, ge=0, le=20)  # remembered turns in a prompt at most
+    memory_budget: int = Field(256, ge=0)  # their tokens at most (taken before the history's)
+    memory_similarity: float = Field(0.35, ge=-1.0, le=1.0)  # least cosine for a match by meaning
+    memory_similarity_cjk: float = Field(0.9, ge=-1.0, le=1.0)  # the same for Chinese/Japanese/Korean text
     stop: list[str] = []
     max_message_chars: int = Field(2000, ge=1)
     max_reply_tokens: int = Field(160, ge=1)

@@ -1,8 +1,9 @@
 """The persona engine: one chat turn with the conversation's character.
 
-Retrieve stories for the user's line, assemble the prompt (`core.prompt`), stream the
-model's reply to the chat, post-process it, and store the turn in history. The engine holds the
-one throttle for model calls: at most ``llm.slots`` generations at once, across all chats.
+Retrieve stories and memories for the user's line, assemble the prompt (`core.prompt`), stream
+the model's reply to the chat, post-process it, store the turn in history, and memorize the turns
+that left the history window (`memory.long_term`). The engine holds the one throttle for model
+calls: at most ``llm.slots`` generations at once, across all chats.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from greenroom.core.cleanup import CJK, Cleanup, join_prime
 from greenroom.core.commands import Context
 from greenroom.core.config import PersonaSection, persona_settings
@@ -25,17 +28,21 @@ from greenroom.core.prompt import (
     Budgets,
     PastTurn,
     Prompt,
+    Recalled,
     StoryRef,
     build_chat,
     build_haruhi2,
+    memory_lines,
     query_string,
     stop_strings,
 )
 from greenroom.core.reply import StreamingReply
 from greenroom.core.threads import iterate_in_thread
+from greenroom.errors import UserError
 from greenroom.memory.db import DatabaseError
 from greenroom.memory.history import History, Turn
-from greenroom.memory.library import Library, Loaded
+from greenroom.memory.library import Library, Loaded, Retrieved
+from greenroom.memory.long_term import LongTermMemory
 from greenroom.memory.settings import Settings
 from greenroom.models.llm import LLM, Generation, Messages, Sampling
 
@@ -53,6 +60,8 @@ class PreparedTurn:
     prompt: Prompt
     mode: str
     prime: str = ""  # the start of the reply the model continues (haruhi2: `Name:「`)
+    remembers: bool = False  # long-term memory is on for this turn
+    window: int = 0  # turns the next prompt's history is expected to hold: older ones are memorized
 
     @property
     def name(self) -> str:
@@ -71,6 +80,7 @@ class PersonaEngine:
         llm: LLM,
         config: PersonaSection,
         metrics: Metrics | None = None,
+        memory: LongTermMemory | None = None,
     ) -> None:
         self.library = library
         self.history = history
@@ -78,6 +88,7 @@ class PersonaEngine:
         self.llm = llm
         self.config = config
         self.metrics = metrics or Metrics()
+        self.memory = memory
         self.model_gate = asyncio.Semaphore(llm.slots)
 
     # ----- who is talking to whom ------------------------------------------------------------
@@ -108,32 +119,41 @@ class PersonaEngine:
         settings = persona_settings(self.config, character.settings)
         mode = settings["mode"]
         role = self.role_name(message.author)
-        query = query_string(role, text)
-        hits = self.library.search(
-            character.id, query if mode == "haruhi2" else text, settings["k"], hybrid=settings["retrieval"] == "hybrid"
-        )
+        query = query_string(role, text) if mode == "haruhi2" else text  # ChatHaruhi embeds the wrapped line
+        vector = self.library.embedder.query(query)  # the hot path's one embedding (twice in haruhi2 mode)
+        hits = self._scenes(message, character.id, query, vector, settings)
         ranked = [
             StoryRef(h.story.source, h.story.text.replace("{{user}}", role), h.story.tokens, round(h.score, 4))
             for h in hits
         ]
         past = [
-            PastTurn(t.speaker, t.user_text, t.reply, t.reply_raw)
+            PastTurn(t.speaker, t.user_text, t.reply, t.reply_raw, t.id)
             for t in self.history.recent(str(message.key), character.id, HISTORY_WINDOW)
         ]
         count = self.llm.count_tokens
+        remembers = self.memory is not None and settings["memory"]
+        reused = vector if query == text else None
+        recalled = self._recall(message, loaded, text, reused, settings, mode) if remembers else []
         before, after = select_lore(
             character.extra.get("book", {}), [x for t in past for x in (t.user_text, t.reply)] + [text], count
         )
         system_prompt = "\n\n".join(filter(None, (before, character.system_prompt, after))).replace("{{user}}", role)
         budgets = Budgets(
-            settings["story_budget"], settings["history_budget"], self.llm.n_ctx, self.config.max_reply_tokens
+            settings["story_budget"],
+            settings["history_budget"],
+            self.llm.n_ctx,
+            self.config.max_reply_tokens,
+            settings["memory_budget"] if remembers else 0,
+            settings["memory_k"],
         )
         if mode == "haruhi2":
             prompt = build_haruhi2(
-                system_prompt, ranked, past, role, text, budgets, count, has_stories=bool(loaded.stories)
+                system_prompt, ranked, past, role, text, budgets, count, bool(loaded.stories), recalled
             )
         else:
-            prompt = build_chat(system_prompt, ranked, past, role, text, budgets, count, group=not message.is_direct)
+            prompt = build_chat(
+                system_prompt, ranked, past, role, text, budgets, count, not message.is_direct, recalled
+            )
         if post := character.extra.get("post_history", "").replace("{{user}}", role):
             if mode == "chat":  # keep strict alternation: the instruction rides on the last user turn
                 prompt.messages[-1] = {"role": "user", "content": f"{prompt.messages[-1]['content']}\n\n{post}"}
@@ -141,9 +161,44 @@ class PersonaEngine:
                 prompt.messages.insert(len(prompt.messages) - 1, {"role": "system", "content": post})
         prompt.stop[:0] = settings["stop"]  # first: the OpenAI API sends only four
         prompt.stop = list(dict.fromkeys([*prompt.stop, *stop_strings(*character.speakers)]))
-        turn = PreparedTurn(loaded, role, text, prompt, mode)
+        # all the history fit: the window is not full yet, and this turn joins it; else it holds as many again
+        held = prompt.history_turns
+        window = min(held + 1, HISTORY_WINDOW) if held == len(past) else held
+        turn = PreparedTurn(loaded, role, text, prompt, mode, remembers=remembers, window=window)
         turn.prime = f"{turn.name}:「" if mode == "haruhi2" else ""
         return turn
+
+    def _scenes(
+        self, message: Message, character_id: str, query: str, vector: np.ndarray, settings: dict
+    ) -> list[Retrieved]:
+        """The character's best scenes; none, with a log line, while the vector store fails."""
+        hybrid = settings["retrieval"] == "hybrid"
+        try:
+            return self.library.search(character_id, query, settings["k"], hybrid, vector)
+        except UserError:
+            raise
+        except Exception as e:  # the store is down: the character answers from its system prompt
+            log.warning("scenes for %s not retrieved (vector store: %s: %s)", message.key, type(e).__name__, e)
+            return []
+
+    def _recall(
+        self, message: Message, loaded: Loaded, text: str, vector: np.ndarray | None, settings: dict, mode: str
+    ) -> list[Recalled]:
+        """Memories of this conversation relevant to the user's words (``vector``: their embedding, if
+        made already), as the prompt shows them; twice as many candidates as fit, since those of
+        turns the history still holds are left out."""
+        assert self.memory is not None
+        k, similarity = (
+            settings["memory_k"],
+            settings["memory_similarity_cjk" if CJK.search(text) else "memory_similarity"],
+        )
+        found = self.memory.recall(str(message.key), loaded.character.id, text, 2 * k, similarity, vector)
+        name = loaded.character.speakers[0]
+        out = []
+        for m in found:
+            lines = memory_lines(m.speaker, m.user_text, name, m.reply, m.said_at, brackets=mode == "haruhi2")
+            out.append(Recalled(m.turn_id, m.speaker, lines, self.llm.count_tokens(lines), round(m.score, 4)))
+        return out
 
     async def reply(self, ctx: Context) -> None:
         message, replier = ctx.message, ctx.replier
@@ -191,6 +246,8 @@ class PersonaEngine:
         except DatabaseError as e:  # the answer stands; say what will be missing from the history
             log.warning("turn in %s answered but not stored: %s", message.key, e.detail)
             await replier.send(NOT_STORED)
+        else:
+            await self._memorize(message, turn)
         self._count(message, turn, gen, seconds, first)
         await replier.report(self.trace(turn, shown, gen))
 
@@ -224,6 +281,17 @@ class PersonaEngine:
             gen.finish_reason = "stop"
         return join_prime(prime, out), gen, first
 
+    async def _memorize(self, message: Message, turn: PreparedTurn) -> None:
+        """Into long-term memory: the turns the next prompt's history will no longer hold. After the
+        reply is shown: nobody waits for it."""
+        if not turn.remembers:
+            return
+        assert self.memory is not None
+        try:
+            await asyncio.to_thread(self.memory.memorize, str(message.key), turn.loaded.character.id, turn.window)
+        except DatabaseError as e:  # the turn is in the history; a later turn memorizes it
+            log.warning("turns of %s not memorized yet: %s", message.key, e.detail)
+
     def _count(
         self, message: Message, turn: PreparedTurn, gen: Generation, seconds: float, first: float | None
     ) -> None:
@@ -240,6 +308,7 @@ class PersonaEngine:
             "prompt_tokens": gen.prompt_tokens,
             "cached_tokens": gen.cached_tokens,
             "completion_tokens": gen.completion_tokens,
+            "memories": len(turn.prompt.memories),
         }
         if log.isEnabledFor(logging.DEBUG):
             fields["text"] = turn.text
@@ -260,6 +329,9 @@ class PersonaEngine:
             **({"prime": turn.prime} if turn.prime else {}),
             "stories": [
                 {"id": s.id, "text": s.text, "score": s.score, "tokens": s.tokens} for s in turn.prompt.stories
+            ],
+            "memories": [
+                {"turn": m.turn, "text": m.text, "score": m.score, "tokens": m.tokens} for m in turn.prompt.memories
             ],
             "prompt_tokens": gen.prompt_tokens,
             "cached_tokens": gen.cached_tokens,

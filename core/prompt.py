@@ -12,17 +12,25 @@ Two modes:
   user/assistant turns, then one user message with this turn's scenes and the user's own
   words (`scene_block`). Alternation fits local chat templates better.
 
-Both keep the budgets inside the model's context: stories first, then history, and stop the
-reply where the model starts a line of anyone who speaks in the prompt (`stop_strings`).
+Both can carry recalled memories (`memory_block`: turns that left the history window, with who
+said them and when): in ``chat`` mode in the final user message between the scenes and the
+user's words, so the system prompt and history stay a stable prefix; in ``haruhi2`` mode after
+the scenes in the scenes' message, so ChatHaruhi's order (context, history, query) holds.
+
+Both keep the budgets inside the model's context: stories first, then memories, then history,
+and stop the reply where the model starts a line of anyone who speaks in the prompt
+(`stop_strings`).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 STORY_PREFIX = "Classic scenes for the role are as follows:\n"
+MEMORY_PREFIX = "Said earlier in this conversation (from memory):\n"
 DIVIDER = "\n###\n"
 NARRATORS = ("旁白", "", "scene", "Scene", "narrator", "Narrator")
 LINE = re.compile(r"^(.*?)[:：]「(.*?)」$")
@@ -44,6 +52,18 @@ class PastTurn:
     user_text: str
     reply: str
     reply_raw: str
+    turn: int = 0  # its id in the history (memories of turns the prompt's history holds are left out)
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """A remembered turn as the prompt shows it (`memory_lines`)."""
+
+    turn: int
+    speaker: str
+    text: str
+    tokens: int
+    score: float
 
 
 @dataclass(frozen=True)
@@ -52,6 +72,8 @@ class Budgets:
     history: int = 1200
     context: int = 2048
     reply: int = 160
+    memory: int = 0  # tokens of recalled memories
+    memory_k: int = 0  # recalled memories at most
 
 
 @dataclass
@@ -60,6 +82,7 @@ class Prompt:
     stories: list[StoryRef] = field(default_factory=list)
     history_turns: int = 0
     stop: list[str] = field(default_factory=list)
+    memories: list[Recalled] = field(default_factory=list)
 
 
 def query_string(role: str, text: str) -> str:
@@ -128,6 +151,52 @@ def prompt_speakers(stories: Sequence[StoryRef], history: Sequence[PastTurn]) ->
     return [*(m.group(1).strip() for s in stories for m in SPEAKER.finditer(s.text)), *(t.speaker for t in history)]
 
 
+def memory_lines(speaker: str, user_text: str, name: str, reply: str, said_at: float, brackets: bool) -> str:
+    """One remembered turn: `[2026-12-03] Tom: line` then the character's reply, dated (UTC);
+    ChatHaruhi's `Tom:「line」` with ``brackets``."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(said_at))
+
+    def line(who: str, words: str) -> str:
+        return f"[{day}] {who}:「{words}」" if brackets else f"[{day}] {who}: {words}"
+
+    return f"{line(speaker, user_text)}\n{line(name, reply)}"
+
+
+def memory_block(recalled: Sequence[Recalled]) -> str:
+    """The recalled memories, oldest first, under their header (empty without any)."""
+    ordered = sorted(recalled, key=lambda m: m.turn)
+    return MEMORY_PREFIX + "".join(m.text + "\n" for m in ordered) + "\n" if recalled else ""
+
+
+def _recall(
+    budgets: Budgets,
+    room: int,
+    recalled: Sequence[Recalled],
+    history: Sequence[PastTurn],
+    history_cost: Callable[[PastTurn], int],
+    count: Callable[[str], int],
+) -> tuple[list[PastTurn], list[Recalled]]:
+    """The history tail and the memories, both within the room left: room is set aside for the
+    best memories first; those of turns the history then holds are left out (they are in it)."""
+
+    def pack(candidates: Sequence[Recalled], budget: int) -> list[Recalled]:
+        used, kept = count(MEMORY_PREFIX), list[Recalled]()
+        for m in candidates:
+            if len(kept) < budgets.memory_k and used + m.tokens + 1 <= budget:
+                used += m.tokens + 1
+                kept.append(m)
+        return kept
+
+    memory_room = min(budgets.memory, room)
+    reserved = pack(recalled, memory_room)
+    aside = count(memory_block(reserved)) if reserved else 0
+    past = history_tail(history, min(budgets.history, max(room - aside, 0)), history_cost)
+    oldest = min((t.turn for t in past), default=None)
+    older = [m for m in recalled if oldest is None or m.turn < oldest]
+    left = room - sum(history_cost(t) for t in past)
+    return past, pack(older, min(memory_room, left))
+
+
 def _fit(budgets: Budgets, fixed: int) -> tuple[int, int]:
     """Story and history budgets clamped so the prompt and the reply fit the context."""
     room = max(0, budgets.context - budgets.reply - CONTEXT_MARGIN - fixed)
@@ -143,27 +212,34 @@ def build_haruhi2(
     budgets: Budgets,
     count: Callable[[str], int],
     has_stories: bool = True,
+    recalled: Sequence[Recalled] = (),
 ) -> Prompt:
-    """ChatHaruhi 2.0's message order, exactly."""
+    """ChatHaruhi 2.0's message order, exactly; recalled memories follow the scenes in their message."""
     query = query_string(user_role, text)
     story_budget, room = _fit(budgets, count(system_prompt) + count(query))
-    messages = [{"role": "system", "content": system_prompt}]
     packed: list[StoryRef] = []
+    scenes = ""
     if has_stories:
         packed = pack_stories(ranked, story_budget, count, count(STORY_PREFIX))
-        body = scene_block(packed) or STORY_PREFIX
-        messages.append({"role": "user", "content": body})
-        room -= count(body)
-    past = history_tail(
+        scenes = scene_block(packed) or STORY_PREFIX
+        room -= count(scenes)
+    past, kept = _recall(
+        budgets,
+        room,
+        recalled,
         history,
-        min(budgets.history, max(room, 0)),
         lambda t: count(query_string(t.speaker, t.user_text)) + count(t.reply_raw),
+        count,
     )
+    messages = [{"role": "system", "content": system_prompt}]
+    if scenes or kept:
+        messages.append({"role": "user", "content": scenes + memory_block(kept)})
     for turn in past:
         messages.append({"role": "user", "content": query_string(turn.speaker, turn.user_text)})
         messages.append({"role": "assistant", "content": turn.reply_raw})
     messages.append({"role": "user", "content": query})
-    return Prompt(messages, packed, len(past), stop=stop_strings(user_role, *prompt_speakers(packed, past)))
+    speakers = prompt_speakers(packed, past) + [m.speaker for m in kept]
+    return Prompt(messages, packed, len(past), stop=stop_strings(user_role, *speakers), memories=kept)
 
 
 def scene_block(stories: Sequence[StoryRef]) -> str:
@@ -180,8 +256,10 @@ def build_chat(
     budgets: Budgets,
     count: Callable[[str], int],
     group: bool = False,
+    recalled: Sequence[Recalled] = (),
 ) -> Prompt:
-    """System prompt, alternating turns, then this turn's scenes and the user's words in one message."""
+    """System prompt, alternating turns, then this turn's scenes, recalled memories and the user's
+    words in one message."""
 
     def said(speaker: str, words: str) -> str:
         return f"{speaker}: {words}" if group else words
@@ -191,12 +269,13 @@ def build_chat(
     packed = pack_stories(ranked, story_budget, count, count(STORY_PREFIX))
     scenes = scene_block(packed)
     room -= count(scenes)
-    past = history_tail(
-        history, min(budgets.history, max(room, 0)), lambda t: count(said(t.speaker, t.user_text)) + count(t.reply)
+    past, kept = _recall(
+        budgets, room, recalled, history, lambda t: count(said(t.speaker, t.user_text)) + count(t.reply), count
     )
     messages = [{"role": "system", "content": system_prompt}]
     for turn in past:
         messages.append({"role": "user", "content": said(turn.speaker, turn.user_text)})
         messages.append({"role": "assistant", "content": turn.reply})
-    messages.append({"role": "user", "content": scenes + user})
-    return Prompt(messages, packed, len(past), stop=stop_strings(user_role, *prompt_speakers(packed, past)))
+    messages.append({"role": "user", "content": scenes + memory_block(kept) + user})
+    speakers = prompt_speakers(packed, past) + [m.speaker for m in kept]
+    return Prompt(messages, packed, len(past), stop=stop_strings(user_role, *speakers), memories=kept)

@@ -19,6 +19,7 @@ from greenroom.core.video import VideoDesk
 from greenroom.memory.audit import AuditLog
 from greenroom.memory.history import History
 from greenroom.memory.library import Library
+from greenroom.memory.long_term import LongTermMemory
 from greenroom.memory.settings import Settings
 
 
@@ -42,6 +43,9 @@ class Services(Protocol):
 
     @property
     def library(self) -> Library: ...
+
+    @property
+    def long_term(self) -> LongTermMemory: ...
 
     @property
     def characters(self) -> Characters: ...

@@ -31,6 +31,7 @@ from greenroom.memory.audit import AuditLog
 from greenroom.memory.db import Database, database_url, ensure_writable
 from greenroom.memory.history import History
 from greenroom.memory.library import Library
+from greenroom.memory.long_term import LongTermMemory
 from greenroom.memory.model_choice import ModelChoice
 from greenroom.memory.settings import Settings
 from greenroom.memory.store import Cluster, EdgeStore, MemoryStore, ServerStore
@@ -178,11 +179,22 @@ class Greenroom:
             self.config.persona.default_character,
         )
 
+    @cached_property
+    def long_term(self) -> LongTermMemory:
+        """Each conversation's memories: rows in the database, vectors in the memory store."""
+        return LongTermMemory(self.db, self.store, lambda: self.embedder)
+
     @property
     def persona(self) -> PersonaEngine:
         if self._persona is None:
             self._persona = PersonaEngine(
-                self.library, self.history, self.settings, self.llm, self.config.persona, self.metrics
+                self.library,
+                self.history,
+                self.settings,
+                self.llm,
+                self.config.persona,
+                self.metrics,
+                self.long_term,
             )
         return self._persona
 
@@ -314,6 +326,8 @@ class Greenroom:
         return run_worker(self.config, desk, jobs, partial(remote_replier, self.config), burst=burst)
 
     def close(self) -> None:
+        if "long_term" in self.__dict__:
+            self.long_term.close()
         if self._library is not None:
             self._library.close()
         self.db.close()

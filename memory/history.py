@@ -24,6 +24,13 @@ class Turn:
     reply_raw: str
 
 
+@dataclass(frozen=True)
+class StoredTurn(Turn):
+    """A turn as read back: its id, increasing within a conversation."""
+
+    id: int = 0
+
+
 class History:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -43,17 +50,17 @@ class History:
             )
             conn.execute(delete(turns).where(mine, turns.c.id <= cutoff))
 
-    def recent(self, conversation: str, character_id: str, limit: int = 64) -> list[Turn]:
+    def recent(self, conversation: str, character_id: str, limit: int = 64) -> list[StoredTurn]:
         """The newest turns, oldest first."""
         query = (
-            select(turns.c.user_id, turns.c.speaker, turns.c.user_text, turns.c.reply, turns.c.reply_raw)
+            select(turns.c.user_id, turns.c.speaker, turns.c.user_text, turns.c.reply, turns.c.reply_raw, turns.c.id)
             .where(turns.c.conversation == conversation, turns.c.character_id == character_id)
             .order_by(turns.c.id.desc())
             .limit(limit)
         )
         with self.db.read() as conn:
             rows = conn.execute(query).all()
-        return [Turn(*r) for r in reversed(rows)]
+        return [StoredTurn(*r) for r in reversed(rows)]
 
     def clear(self, conversation: str, user_id: str | None = None) -> int:
         """Forget a conversation's turns (all characters), or only one user's turns in it."""

@@ -200,12 +200,16 @@ class Library:
         )
         return character, told
 
-    def search(self, character_id: str, query: str, k: int, hybrid: bool = True) -> list[Retrieved]:
-        """The k best stories for a query, each story once (its best window counts)."""
+    def search(
+        self, character_id: str, query: str, k: int, hybrid: bool = True, vector: np.ndarray | None = None
+    ) -> list[Retrieved]:
+        """The k best stories for a query, each story once (its best window counts); ``vector``: the
+        query's embedding, when the caller has it already."""
         loaded = self.get(character_id)
         if k <= 0 or not loaded.stories:
             return []
-        q = SearchQuery(self.embedder.query(query), self.lexical.query(query) if hybrid else None)
+        dense = self.embedder.query(query) if vector is None else vector
+        q = SearchQuery(dense, self.lexical.query(query) if hybrid else None)
         limit = min(4 * k, 4 * len(loaded.stories)) if loaded.windows else k
         seen: dict[int, float] = {}
         for story, score in loaded.index.search(q, limit):

@@ -2,13 +2,26 @@
 
 Everything that is state lives here, so several processes sharing one database serve one bot:
 the character registry and its stories, chat settings (mode, character, allow/deny lists),
-dialogue history, link verdicts, the audit log, uploaded character files, load leases and the
-order of each conversation's turns across processes.
+dialogue history and each conversation's long-term memories, link verdicts, the audit log, uploaded
+character files, load leases and the order of each conversation's turns across processes.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -54,6 +67,25 @@ turns = Table(
     Column("reply_raw", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Index("turns_by_conversation", "conversation", "character_id", "id"),
+)
+
+memories = Table(  # turns that left the history window, kept for recall (memory/long_term.py)
+    "memories",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # never reused: it names the vector point
+    Column("conversation", Text, nullable=False),
+    Column("character_id", Text, nullable=False),
+    Column("turn_id", Integer, nullable=False),  # the history turn it was copied from
+    Column("user_id", Text, nullable=False),
+    Column("speaker", Text, nullable=False),
+    Column("user_text", Text, nullable=False),
+    Column("reply", Text, nullable=False),
+    Column("said_at", Float, nullable=False),
+    Column("state", SmallInteger, nullable=False),  # long_term.PENDING, KEPT, FORGOTTEN, PURGED
+    UniqueConstraint("conversation", "turn_id", name="memories_once"),
+    Index("memories_by_conversation", "conversation", "character_id", "state"),
+    Index("memories_by_state", "state"),
+    sqlite_autoincrement=True,
 )
 
 settings = Table(

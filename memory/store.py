@@ -61,10 +61,12 @@ class Passage:
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """A dense query vector, plus a lexical (BM25) one for hybrid retrieval."""
+    """A dense query vector, plus a lexical (BM25) one for hybrid retrieval. With ``min_dense``,
+    dense matches need at least that cosine similarity (lexical ones need a shared term)."""
 
     dense: np.ndarray
     sparse: Sparse | None = None
+    min_dense: float | None = None
 
 
 class VectorIndex(Protocol):
@@ -73,6 +75,9 @@ class VectorIndex(Protocol):
     def search(self, query: SearchQuery, limit: int) -> list[tuple[int, float]]:
         """(story index, score) pairs, best first; cosine for dense queries, a fused score for
         hybrid ones. A story may appear once per window."""
+
+    def delete(self, ids: list[str]) -> None:
+        """Remove these passages (ids as given to `add`); unknown ids are ignored."""
 
     def count(self) -> int: ...
 
@@ -108,6 +113,10 @@ class MemoryStore(Protocol):
 
     def open(self, name: str) -> VectorIndex: ...
 
+    def ensure(self, name: str, dim: int) -> VectorIndex:
+        """Open ``name``, creating it empty first if it does not exist (an index written a few
+        points at a time, such as a conversation's memories)."""
+
     def drop(self, name: str) -> None: ...
 
     def names(self) -> list[str]: ...
@@ -133,16 +142,26 @@ class EdgeIndex:
 
         dense = Query.Nearest(query.dense.tolist(), using=DENSE)
         if query.sparse is None:
-            request = QueryRequest(limit=limit, query=dense, with_payload=["story"])
+            request = QueryRequest(limit=limit, query=dense, with_payload=["story"], score_threshold=query.min_dense)
         else:
             lexical = Query.Nearest(SparseVector(*query.sparse), using=LEXICAL)
             request = QueryRequest(
                 limit=limit,
                 with_payload=["story"],
                 query=Fusion.Dbsf(),  # type: ignore[arg-type]  # the server takes it; the model types lag
-                prefetches=[Prefetch(limit=2 * limit, query=dense), Prefetch(limit=2 * limit, query=lexical)],
+                prefetches=[
+                    Prefetch(limit=2 * limit, query=dense, score_threshold=query.min_dense),
+                    Prefetch(limit=2 * limit, query=lexical),
+                ],
             )
         return [(int(h.payload["story"]), float(h.score)) for h in self.shard.query(request)]
+
+    def delete(self, ids: list[str]) -> None:
+        from qdrant_edge import UpdateOperation
+
+        if ids:
+            points: list[int | uuid.UUID | str] = list(ids)
+            self.shard.update(UpdateOperation.delete_points(points))
 
     def count(self) -> int:
         from qdrant_edge import CountRequest
@@ -204,6 +223,11 @@ class EdgeStore:
                 ) from None
             raise
 
+    def ensure(self, name: str, dim: int) -> EdgeIndex:
+        if not (self.root / name).is_dir():
+            self.commit(name, self.create(name, dim))
+        return self.open(name)
+
     def drop(self, name: str) -> None:
         """Remove the shard, and what a write of it that never committed left."""
         shutil.rmtree(self.root / name, ignore_errors=True)
@@ -257,6 +281,7 @@ class ServerIndex:
                 query_filter=self.tenant,
                 limit=limit,
                 with_payload=["story"],
+                score_threshold=query.min_dense,
             )
         else:
             lexical = models.SparseVector(indices=query.sparse[0], values=query.sparse[1])
@@ -267,11 +292,24 @@ class ServerIndex:
                 query=models.FusionQuery(fusion=models.Fusion.DBSF),
                 query_filter=self.tenant,
                 prefetch=[
-                    models.Prefetch(query=query.dense.tolist(), using=DENSE, filter=self.tenant, limit=2 * limit),
+                    models.Prefetch(
+                        query=query.dense.tolist(),
+                        using=DENSE,
+                        filter=self.tenant,
+                        limit=2 * limit,
+                        score_threshold=query.min_dense,
+                    ),
                     models.Prefetch(query=lexical, using=LEXICAL, filter=self.tenant, limit=2 * limit),
                 ],
             )
         return [(int(p.payload["story"]), float(p.score)) for p in result.points]
+
+    def delete(self, ids: list[str]) -> None:
+        from qdrant_client import models
+
+        if ids:
+            points = [tenant_point_id(self.name, pid) for pid in ids]
+            self.client.delete(self.collection, models.PointIdsList(points=points), wait=True)
 
     def count(self) -> int:
         return int(self.client.count(self.collection, count_filter=self.tenant, exact=True).count)
@@ -377,6 +415,13 @@ class ServerStore:
 
     def open(self, name: str) -> ServerIndex:
         return ServerIndex(self.client, self.collection, name)
+
+    def ensure(self, name: str, dim: int) -> ServerIndex:
+        """The tenant, as it is (a tenant exists as soon as it has points)."""
+        if dim != self.dim:
+            raise StoreError(f"{dim}-d vectors cannot go into {self.collection}, which holds {self.dim}-d vectors")
+        self._ensure()
+        return self.open(name)
 
     def drop(self, name: str) -> None:
         """Delete this tenant's points, and nothing else."""

@@ -1,8 +1,10 @@
 """`greenroom memory export|import`: move every index between stores (embedded -> server, say) without
 re-embedding. The library's records stay in the database; an import repoints them at its copies.
+Conversations' memories are not exported: the database holds them, and each conversation's index is
+embedded again from there when the new store first lacks it (`memory/long_term.py`).
 
 The file is JSON lines: a header, then per index a line with its name and point count followed by
-its points (id, story, dense vector, sparse vector). Export writes every index the store lists, in
+its points (id, story, dense vector, sparse vector). Export writes every character index the store lists, in
 name order, each index's points in (story, id) order: the same store always gives the same file.
 
 Import is atomic, like a character load. Every index in the file is first written under a fresh
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from greenroom.memory.long_term import is_memory_index
 from greenroom.memory.store import MemoryStore, Passage, StoreError, VectorIndex
 
 log = logging.getLogger(__name__)
@@ -43,11 +46,11 @@ def staging_name(name: str) -> str:
 
 
 def export_store(store: MemoryStore, out: Path) -> dict[str, int]:
-    """Write every index of ``store`` to ``out``; returns points per index."""
+    """Write every character index of ``store`` to ``out``; returns points per index."""
     counts: dict[str, int] = {}
     with out.open("w", encoding="utf-8") as f:
         f.write(json.dumps(HEADER) + "\n")
-        for name in sorted(store.names()):
+        for name in sorted(n for n in store.names() if not is_memory_index(n)):
             index = store.open(name)
             try:
                 points = sorted(index.points(), key=lambda p: (p.story, p.id))

@@ -122,10 +122,14 @@ class LexicalEncoder:
     dense embedder was trained on, and anywhere in a long story.
     """
 
-    def __init__(self) -> None:
-        from qdrant_edge import Bm25, Bm25Config, TokenizerType
+    def __init__(self, stopwords: tuple[str, ...] = ()) -> None:
+        """``stopwords``: the languages whose stopwords are left out ("english", "chinese", ...);
+        none named: Qdrant's default (English)."""
+        from qdrant_edge import Bm25, Bm25Config, Language, StopwordsSet, TokenizerType
 
-        self.model = Bm25(Bm25Config(tokenizer=TokenizerType.Multilingual))
+        languages = {getattr(Language, name.title()) for name in stopwords}
+        dropped = StopwordsSet(languages=languages) if languages else None
+        self.model = Bm25(Bm25Config(tokenizer=TokenizerType.Multilingual, stopwords=dropped))
 
     def document(self, text: str) -> tuple[list[int], list[float]]:
         v = self.model.embed_document(text)

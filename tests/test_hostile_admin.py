@@ -25,6 +25,8 @@ def every_command(host_folder: str) -> dict[str, tuple[str, bool]]:
         "iam": ("/iam The Owner", True),
         "reset": ("/reset", True),
         "reset all": ("/reset all", True),
+        "forget": ("/forget", True),
+        "forget all": ("/forget all", True),
         "mode": ("/mode all", True),
         "character list": ("/character list", True),
         "character info": ("/character info", True),

@@ -1,5 +1,5 @@
-"""What both fake platform servers share: an aiohttp app on 127.0.0.1 (port 0) and a call log
-that tests can wait on without sleeping."""
+"""What both fake platform servers share: an aiohttp app on 127.0.0.1 (any free port; started again
+after a stop, the same one) and a call log that tests can wait on without sleeping."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class FakeServer(Generic[C]):
         self.routes(app)
         self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)  # any free port, then the same again
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
