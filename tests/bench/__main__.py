@@ -7,7 +7,19 @@
 import importlib
 import sys
 
-BENCHES = ("turn", "load", "generation", "jsonl", "adapters", "fakenews", "video", "scaleout", "kernels", "models")
+BENCHES = (
+    "turn",
+    "load",
+    "generation",
+    "jsonl",
+    "adapters",
+    "fakenews",
+    "video",
+    "scaleout",
+    "kernels",
+    "models",
+    "memory",
+)
 MODULES = {"eval": "eval_persona"}  # names whose module is not bench_NAME
 
 if __name__ == "__main__":
