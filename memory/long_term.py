@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 PENDING, KEPT, FORGOTTEN, PURGED = 0, 1, 2, 3
 BATCH = 64  # turns embedded per pass (a backlog after an outage catches up over a few turns)
+# what a copy of a turn fills, in the order the selects give it
+COPIED = ["conversation", "character_id", "turn_id", "user_id", "speaker", "user_text", "reply", "said_at", "state"]
 OPEN_INDEXES = 32  # conversations whose index stays open between turns
 STOPWORDS = ("english", "chinese", "japanese")  # words every line has match nothing (的, 是, the, my)
 INDEX = re.compile(r"memory__[0-9a-f]{24}")  # never a character's index, which is always `<id>-<version>`
@@ -65,7 +67,6 @@ class Memory:
 
     id: int
     turn_id: int
-    user_id: str
     speaker: str
     user_text: str
     reply: str
@@ -123,7 +124,6 @@ class LongTermMemory:
                 select(
                     memories.c.id,
                     memories.c.turn_id,
-                    memories.c.user_id,
                     memories.c.speaker,
                     memories.c.user_text,
                     memories.c.reply,
@@ -197,10 +197,9 @@ class LongTermMemory:
             .order_by(t.id)
             .limit(BATCH)
         )
-        columns = ["conversation", "character_id", "turn_id", "user_id", "speaker", "user_text", "reply", "said_at"]
         insert = (sqlite_insert if self.db.sqlite else pg_insert)(memories)
         with self.db.write() as conn:
-            conn.execute(insert.from_select([*columns, "state"], rows).on_conflict_do_nothing())
+            conn.execute(insert.from_select(COPIED, rows).on_conflict_do_nothing())
 
     # ----- forget ------------------------------------------------------------------------------
 
@@ -229,7 +228,6 @@ class LongTermMemory:
             .where(theirs, ~exists().where(m.conversation == conversation, m.turn_id == t.id))
             .order_by(t.id)
         )
-        columns = ["conversation", "character_id", "turn_id", "user_id", "speaker", "user_text", "reply", "said_at"]
         insert = (sqlite_insert if self.db.sqlite else pg_insert)(memories)
         with self.db.write() as conn:
             forgotten = conn.execute(
@@ -237,7 +235,7 @@ class LongTermMemory:
                 .where(mine, m.state.in_((PENDING, KEPT)))
                 .values(state=FORGOTTEN, user_text="", reply="")
             ).rowcount
-            conn.execute(insert.from_select([*columns, "state"], unseen).on_conflict_do_nothing())
+            conn.execute(insert.from_select(COPIED, unseen).on_conflict_do_nothing())
             # tombstones of turns no longer in the history have nothing left to guard
             conn.execute(delete(memories).where(mine, m.state == PURGED, ~exists().where(t.id == m.turn_id)))
         self.sweep(conversation)
