@@ -25,7 +25,7 @@ $PIP install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 #    so build explicitly, without pip's cache, into our own; the same version number as an
 #    older build, hence --force-reinstall.
 if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-  echo "building llama-cpp-python $LLAMA_VERSION (all CPU variants, about 13 minutes on 2 cores, once)"
+  echo "building llama-cpp-python $LLAMA_VERSION (all CPU variants, about 12 minutes on 2 cores, once)"
   mkdir -p "$WHEELS"
   CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON" \
     CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
