@@ -28,6 +28,11 @@ CRASHING = (
     "int ggml_backend_score(void) { return 1 << 20; }\n"
     "void *ggml_backend_init(void) { raise(SIGSEGV); return 0; }\n"
 )
+EXITING = (  # a failure that says nothing lasting about the kernels (as an unreadable model would)
+    "#include <stdlib.h>\n"
+    "int ggml_backend_score(void) { return 1 << 20; }\n"
+    "void *ggml_backend_init(void) { exit(3); }\n"
+)
 UNRUNNABLE = "int ggml_backend_score(void) { return 0; }\nvoid *ggml_backend_init(void) { return 0; }\n"
 
 
@@ -38,13 +43,12 @@ def real() -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def rigged(real: Path, tmp_path_factory) -> Path:
-    """The real variants (linked) plus a crashing `zzz` that outscores them and an unrunnable `future`."""
-    folder = tmp_path_factory.mktemp("variants")
+def beside(real: Path, folder: Path, fakes: dict[str, str]) -> Path:
+    """``folder`` with links to the real variants and the ``fakes`` (name: C source) built with gcc."""
+    folder.mkdir(exist_ok=True)
     for lib in real.glob("libggml-cpu-*.so"):
         (folder / lib.name).symlink_to(lib)
-    for name, source in (("zzz", CRASHING), ("future", UNRUNNABLE)):
+    for name, source in fakes.items():
         c = folder / f"{name}.c"
         c.write_text(source)
         subprocess.run(["gcc", "-shared", "-fPIC", "-o", folder / f"libggml-cpu-{name}.so", c], check=True)
@@ -52,8 +56,28 @@ def rigged(real: Path, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def rigged(real: Path, tmp_path_factory) -> Path:
+    """The real variants plus a crashing `zzz` that outscores them and an unrunnable `future`."""
+    return beside(real, tmp_path_factory.mktemp("variants"), {"zzz": CRASHING, "future": UNRUNNABLE})
+
+
+@pytest.fixture(scope="module")
 def model() -> Path:
     return resolve_model_path(SELF_TEST_MODEL)
+
+
+@pytest.fixture
+def tested(monkeypatch) -> list[str]:
+    """The variants self-tested (really, in a subprocess) during the test, in order."""
+    names: list[str] = []
+    real_self_test = kernels.self_test
+
+    def counting(variant, path):
+        names.append(variant.name)
+        return real_self_test(variant, path)
+
+    monkeypatch.setattr(kernels, "self_test", counting)
+    return names
 
 
 def test_auto_loads_the_best_variant_this_cpu_runs_and_the_model_speaks(tmp_path, real):
@@ -91,15 +115,7 @@ def test_a_variant_that_crashes_its_self_test_is_passed_over_for_the_next_best(r
     )
 
 
-def test_the_verdicts_are_cached_so_a_second_start_runs_no_self_test(rigged, model, tmp_path, monkeypatch, caplog):
-    tested: list[str] = []
-    real_self_test = kernels.self_test
-
-    def counting(variant, path):
-        tested.append(variant.name)
-        return real_self_test(variant, path)
-
-    monkeypatch.setattr(kernels, "self_test", counting)
+def test_the_verdicts_are_cached_so_a_second_start_runs_no_self_test(rigged, model, tmp_path, tested, caplog):
     first = choose("auto", rigged, model, tmp_path)
     assert tested == ["zzz", first.name]
     tested.clear()
@@ -107,6 +123,14 @@ def test_the_verdicts_are_cached_so_a_second_start_runs_no_self_test(rigged, mod
         assert choose("auto", rigged, model, tmp_path) == first
     assert tested == []  # no subprocess the second time
     assert "'zzz' failed the start-up self-test (killed by SIGSEGV)" in caplog.text  # still said at each start
+
+
+def test_a_failure_that_is_not_a_crash_is_tested_again_at_the_next_start(real, model, tmp_path, tested):
+    folder = beside(real, tmp_path / "variants", {"yyy": EXITING})
+    best = variants(folder)[1]
+    for _ in range(2):
+        assert choose("auto", folder, model, tmp_path / "cache") == best
+    assert tested == ["yyy", best.name, "yyy"]  # the pass is kept, the exit status 3 is not
 
 
 def test_forced_variants_this_cpu_or_build_cannot_run_are_one_short_line(rigged, model, tmp_path):

@@ -61,6 +61,12 @@ class Variant:
 class Verdict:
     ok: bool
     detail: str  # why it failed ("killed by SIGSEGV"); "" when it passed
+    lasting: bool = True  # kept in the cache: a pass, or a crash of the kernels themselves
+
+
+# what a variant's own fault looks like; a timeout, a kill from outside (the OOM killer) or a
+# Python error (an unreadable model) says nothing lasting about the variant, so it is tested again
+FAULTS = (signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGFPE, signal.SIGABRT)
 
 
 def variant_folder() -> Path | None:
@@ -128,6 +134,8 @@ def verdict(variant: Variant, model: Path, cache: Path) -> Verdict:
     except (OSError, ValueError, TypeError):
         pass
     result = self_test(variant, model)
+    if not result.lasting:
+        return result
     try:
         cache.mkdir(parents=True, exist_ok=True)
         tmp = file.with_suffix(f".{os.getpid()}.tmp")
@@ -144,12 +152,13 @@ def self_test(variant: Variant, model: Path) -> Verdict:
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=SELF_TEST_SECONDS)
     except subprocess.TimeoutExpired:
-        return Verdict(False, f"no answer in {SELF_TEST_SECONDS:.0f} s")
+        return Verdict(False, f"no answer in {SELF_TEST_SECONDS:.0f} s", lasting=False)
     if done.returncode < 0:
-        return Verdict(False, f"killed by {signal.Signals(-done.returncode).name}")
+        killer = signal.Signals(-done.returncode)
+        return Verdict(False, f"killed by {killer.name}", lasting=killer in FAULTS)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
-        return Verdict(False, lines[-1] if lines else f"exit status {done.returncode}")
+        return Verdict(False, lines[-1] if lines else f"exit status {done.returncode}", lasting=False)
     return Verdict(True, "")
 
 
