@@ -32,8 +32,9 @@ Metrics, on the reply the chat shows (after `core/cleanup.py`) unless "raw" (wha
 - **perplexity** (not in the issue's list; the language share counts the script, not the sense,
   and SmolLM2 writes Chinese characters in no sensible order): the median perplexity of the replies
   under a judge model (`--judge`, by default the largest candidate, Qwen2.5-Coder-1.5B), read after
-  the question alone (no persona, no scenes). Lower reads more like real text; the judge favours its own family's
-  wording, so it separates word salad from sentences, not the Qwen models from each other.
+  the question alone (no persona, no scenes). Lower reads more like real text; the judge favours
+  its own family's wording, so it separates word salad from sentences, not the Qwen models from
+  each other.
 - **TTFT**: seconds from the message reaching the persona engine to the model's first piece of
   text (retrieval and prompt evaluation included); the table gives the median and its ratio to the
   first model's in the same mode and language.
@@ -370,7 +371,7 @@ def report(results: list[Result], models: list[str], modes: list[str], judge: st
                 )
     table(
         "Persona evaluation: share of shown replies with each problem, in the character's language and reusing\n"
-        f"a script line; perplexity under {judge} (median); TTFT (s) and its ratio to {models[0]}'s; reply s",
+        f"a script line; perplexity (median) under {judge}; TTFT (s) and its ratio to {models[0]}'s; reply s",
         ["model", "mode", "lang", "n", "echo", "wrapper", "cut-off", "repetition", "language", "script"]
         + ["perplexity", "TTFT", "TTFT ratio", "reply s"],
         rows,
