@@ -40,6 +40,7 @@ def timed_stream(pieces) -> tuple[float, float, int]:
 
 
 HISTORY_TOKENS = 600  # the chat-mode history budget
+FOLLOW_RUNS = 2
 PAST = [
     ("Is the set ready for tonight?", "Nearly, love. The flats are up and the trap is checked twice."),
     ("Who has the prompt book?", "I do. Nobody touches the book but me and the prompt desk."),
@@ -82,14 +83,14 @@ def conversation_at(history, llm, key: ConversationKey) -> int:
 def follow_up_row(engine: PersonaEngine, llm, history, mode: str) -> list[object]:
     """A turn at a full history, then its follow-up three ways (see the table's title)."""
     first, follow, other, cold, cached, sizes = [], [], [], [], [], (0, 0)
-    for run in range(RUNS):
+    for run in range(FOLLOW_RUNS):
         for how in ("kept", "interleaved"):
             key = ConversationKey("bench", f"{mode}-{run}-{how}")
             used = conversation_at(history, llm, key)
             ask, more = "Why is your tea always cold?", "And why do you never whistle?"
             turn = engine.prepare(Message("1", key, Actor("bench", "u", "Tom"), ask, is_direct=True), ask)
             llm.llama.reset()
-            seconds, reply, gen = ttft(llm, turn.prompt.messages, str(key))
+            seconds, reply, gen = ttft(llm, turn.prompt.messages, str(key), tokens=32)
             history.add(str(key), "wren", Turn("bench:u", "Tom", ask, reply.strip(), f"Wren:「{reply.strip()}」"))
             turn2 = engine.prepare(Message("2", key, Actor("bench", "u", "Tom"), more, is_direct=True), more)
             if how == "interleaved":
@@ -171,7 +172,7 @@ def main() -> None:
     worst = min(r[4] for r in rows)
     print(f"target >= 0.95x: {'met' if worst >= 0.95 else 'NOT met'} (worst {worst:.2f}x)")
     table(
-        f"Time to first token (ms) at a {HISTORY_TOKENS}-token history, median of {RUNS}: the turn a process\n"
+        f"Time to first token (ms) at a {HISTORY_TOKENS}-token history, median of {FOLLOW_RUNS}: the turn a process\n"
         "meets first (nothing cached), the follow-up (its cache kept), the follow-up after another\n"
         "conversation's turn (its cache copied out and back), and the follow-up from an empty cache",
         [
