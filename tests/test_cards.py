@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from greenroom.core.prompt import DIVIDER
 from greenroom.memory.card_files import png_text_chunks, read_card_file
 from greenroom.memory.cards import card_to_character
 from greenroom.memory.characters import CharacterError
@@ -228,7 +229,8 @@ async def test_card_lore_post_history_and_greetings_reach_the_prompt(app, tmp_pa
     assert messages[0]["content"].startswith("Captain Mira never lies.\n\n")
     assert "The storm wall is a permanent hurricane." in messages[0]["content"]
     assert "brass hull" not in messages[0]["content"]
-    assert messages[-1]["content"] == "Is the storm dangerous?\n\nReply as Captain Mira, briefly."
+    # this turn's scenes, then the message with the card's post-history instruction riding on it
+    assert messages[-1]["content"].endswith(DIVIDER + "Is the storm dangerous?\n\nReply as Captain Mira, briefly.")
 
 
 @pytest.mark.parametrize("source", ["card", "folder"])
