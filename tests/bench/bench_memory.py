@@ -34,6 +34,7 @@ from greenroom.memory.long_term import LongTermMemory
 from greenroom.memory.settings import Settings
 from greenroom.memory.store import EdgeStore
 from tests.bench.common import models, p, table
+from tests.test_long_term_memory import FILLER
 
 DEMO = Path(__file__).resolve().parents[2] / "memory" / "demo" / "wren"
 GAP = 30  # turns between telling a fact and asking about it
@@ -69,14 +70,7 @@ CHINESE = [
     ("我的生日是三月九号。", "我的生日是哪天？"),
 ]
 SMALL_TALK = [
-    "The lights flickered twice during the second act.",
-    "Juno forgot her entrance in the ballroom scene.",
-    "It rained so hard the roof sounded like applause.",
-    "The new director wants the curtain call shorter.",
-    "Someone left a sandwich on the prop table again.",
-    "Otto says the doorman's cat had kittens.",
-    "We sold out the Saturday matinee.",
-    "The smoke machine set off the alarm in rehearsal.",
+    *FILLER,
     "How long have you worked at the Larkspur?",
     "Is the understudy ready if Tom is ill?",
     "What do you do when an actor is late?",
