@@ -24,8 +24,7 @@ from greenroom.core.reply import split_text
 from greenroom.errors import UserError
 from greenroom.models.files import ModelFileError
 from greenroom.models.valley.errors import CheckpointError
-from greenroom.models.valley.generate import Decoding
-from greenroom.models.valley.prompt import DEFAULT_QUESTION
+from greenroom.models.video.answer import DEFAULT_QUESTION, Decoding
 
 if TYPE_CHECKING:
     from greenroom.models.valley.model import Clip, Valley

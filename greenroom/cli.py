@@ -164,8 +164,7 @@ def _links(app: Greenroom, args: argparse.Namespace) -> int:
 def _video(app: Greenroom, args: argparse.Namespace) -> int:
     import numpy as np
 
-    from greenroom.models.valley.generate import Decoding
-    from greenroom.models.valley.prompt import DEFAULT_QUESTION
+    from greenroom.models.video.answer import DEFAULT_QUESTION, Decoding
 
     c = app.config.video
     if not (args.checkpoint or c.checkpoint):

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from greenroom.models.valley.convert import convert
-from greenroom.models.valley.generate import Decoding
 from greenroom.models.valley.model import load_valley
+from greenroom.models.video.answer import Decoding
 from greenroom.models.video.frames import read_frames
 from greenroom.models.video.transform import CLIP_MEAN, CLIP_STD, video_tensor
 from tests.clips import decode_every_frame

@@ -15,10 +15,10 @@ from safetensors.torch import load_file
 from greenroom.models.valley.checkpoint import Shards, read_config
 from greenroom.models.valley.convert import apply_delta, check_gguf, convert
 from greenroom.models.valley.errors import CheckpointError
-from greenroom.models.valley.generate import Decoding
 from greenroom.models.valley.model import load_valley
 from greenroom.models.valley.prompt import TokenIds, encode, postprocess, render, video_tokens, visual_runs
 from greenroom.models.valley.vision import build_tower, layers_used, pool, project_then_pool, stored_layers
+from greenroom.models.video.answer import Decoding
 from tests.clips import lossless_clip, numbered_frames
 from tests.valley_fixture import VISION_LAYERS, build_checkpoint
 

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from greenroom.models.valley.convert import convert
-from greenroom.models.valley.generate import Decoding
 from greenroom.models.valley.model import load_valley
 from greenroom.models.valley.prompt import encode, render
+from greenroom.models.video.answer import Decoding
 from greenroom.models.video.frames import read_frames
 from greenroom.models.video.transform import video_tensor
 from tests.clips import lossless_clip, numbered_frames

@@ -17,8 +17,7 @@ import pytest
 from greenroom.compose import Greenroom
 from greenroom.core.events import Attachment, AttachmentKind
 from greenroom.core.video import BUSY, CLOSING, OFF
-from greenroom.models.valley.generate import Decoding
-from greenroom.models.valley.prompt import DEFAULT_QUESTION
+from greenroom.models.video.answer import DEFAULT_QUESTION, Decoding
 from tests.helpers import RecordingReplier, answer_with, message
 
 

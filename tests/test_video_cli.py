@@ -7,8 +7,8 @@ import json
 import numpy as np
 
 from greenroom.cli import main
-from greenroom.models.valley.generate import Decoding
 from greenroom.models.valley.model import load_valley
+from greenroom.models.video.answer import Decoding
 from tests.clips import lossless_clip, numbered_frames
 from tests.valley_fixture import build_checkpoint
 

@@ -24,7 +24,7 @@ from rq.registry import StartedJobRegistry
 from greenroom.bots.telegram.html import to_html
 from greenroom.cli import main
 from greenroom.core.video_redis import QUEUE
-from greenroom.models.valley.prompt import DEFAULT_QUESTION
+from greenroom.models.video.answer import DEFAULT_QUESTION
 from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import AddressedReplier, RecordingReplier, message, running
 from tests.servers import free_port, redis_server

@@ -21,9 +21,10 @@ from greenroom.models.valley.checkpoint import (
     read_config,
 )
 from greenroom.models.valley.errors import RUNTIMES, CheckpointError
-from greenroom.models.valley.generate import Answer, Decoding, LanguageRuntime, generate
-from greenroom.models.valley.prompt import DEFAULT_QUESTION, TEMPLATES, TokenIds, encode, render, visual_runs
+from greenroom.models.valley.generate import LanguageRuntime, generate
+from greenroom.models.valley.prompt import TEMPLATES, TokenIds, encode, render, visual_runs
 from greenroom.models.valley.vision import VisualEncoder, build_tower, layers_used, projector_of, stored_layers
+from greenroom.models.video.answer import DEFAULT_QUESTION, Answer, Decoding
 from greenroom.models.video.frames import Limits, read_frames
 from greenroom.models.video.transform import video_tensor
 

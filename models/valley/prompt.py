@@ -11,7 +11,6 @@ PATCHES = 256
 IM_START, IM_PATCH, IM_END = "<im_start>", "<im_patch>", "<im_end>"
 VI_START, VI_FRAME, VI_END = "<vi_start>", "<vi_frame>", "<vi_end>"
 VIDEO = "<video>"
-DEFAULT_QUESTION = "Describe this video concisely."
 
 # DEFAULT_SYSTEM of v1 `main` (template "v1"); the June release joins the same sentences without spaces.
 SYSTEM_SENTENCES = (
