@@ -28,7 +28,7 @@ from greenroom.models.valley.checkpoint import (
 )
 from greenroom.models.valley.errors import CheckpointError
 from greenroom.models.valley.prompt import IM_END, IM_PATCH, IM_START, VI_END, VI_FRAME, VI_START
-from greenroom.models.valley.vision import layers_used, stored_layers
+from greenroom.models.valley.vision import GEOMETRY, declared_tower, layers_used, stored_layers, vision_config
 
 VISUAL_TOKENS = (IM_START, IM_PATCH, IM_END, VI_START, VI_FRAME, VI_END)
 OUT_TYPES = {"f32": (np.float32, gguf.LlamaFileType.ALL_F32), "f16": (np.float16, gguf.LlamaFileType.MOSTLY_F16)}
@@ -96,6 +96,7 @@ def convert(checkpoint: Path, out: Path, outtype: str = "f16") -> dict:
     if not vision or not shards.group(PROJECTOR_PREFIX):
         raise CheckpointError(f"{checkpoint}: no model.vision_tower.vision_model.* or model.mm_projector.* weights")
     used = layers_used(stored_layers(list(vision)), config.get("mm_vision_select_layer", -2))
+    tower = vision_config(vision, used, declared_tower(config, checkpoint))
     vision = {
         k: v.contiguous()
         for k, v in vision.items()
@@ -115,6 +116,7 @@ def convert(checkpoint: Path, out: Path, outtype: str = "f16") -> dict:
     meta = {
         "format": "greenroom-valley-cpu/1",
         "vision_layers": used,
+        "vision": {k: getattr(tower, k) for k in GEOMETRY},  # what the weights' shapes cannot tell: the heads
         "hidden_size": config["hidden_size"],
         "template": default_template(config),
         "token_ids": ids,

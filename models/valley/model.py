@@ -23,7 +23,14 @@ from greenroom.models.valley.checkpoint import (
 from greenroom.models.valley.errors import RUNTIMES, CheckpointError
 from greenroom.models.valley.generate import LanguageRuntime, generate
 from greenroom.models.valley.prompt import TEMPLATES, TokenIds, encode, render, visual_runs
-from greenroom.models.valley.vision import VisualEncoder, build_tower, layers_used, projector_of, stored_layers
+from greenroom.models.valley.vision import (
+    VisualEncoder,
+    build_tower,
+    declared_tower,
+    layers_used,
+    projector_of,
+    stored_layers,
+)
 from greenroom.models.video.answer import DEFAULT_QUESTION, Answer, Decoding
 from greenroom.models.video.frames import Limits, read_frames
 from greenroom.models.video.transform import video_tensor
@@ -161,7 +168,8 @@ def _load_cpu(
 
     meta = json.loads((folder / "valley.json").read_text())
     vision = load_file(str(folder / "vision.safetensors"))
-    tower = build_tower(vision, stored_layers(list(vision)), vision_dtype_for(vision_dtype, "cpu"))
+    declared = (meta["vision"], str(folder / "valley.json")) if "vision" in meta else None  # older folders: none
+    tower = build_tower(vision, stored_layers(list(vision)), vision_dtype_for(vision_dtype, "cpu"), declared)
     encoder = VisualEncoder(tower, projector_of(load_file(str(folder / "projector.safetensors"))))
     language = LlamaCppLanguage(
         folder / "language.gguf", n_ctx=meta.get("n_ctx", 2048), n_threads=n_threads, kernels=kernels
@@ -177,7 +185,7 @@ def _load_gpu(folder: Path, frames: int, template: str, vision_dtype: str, limit
     shards = Shards(folder)
     vision = shards.group(VISION_PREFIX)
     used = layers_used(stored_layers(list(vision)), config.get("mm_vision_select_layer", -2))
-    tower = build_tower(vision, used, vision_dtype_for(vision_dtype, device))
+    tower = build_tower(vision, used, vision_dtype_for(vision_dtype, device), declared_tower(config, folder))
     encoder = VisualEncoder(tower, projector_of(shards.group(PROJECTOR_PREFIX)), device)
     dtype = torch.float32 if device == "cpu" else (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     language = TorchLanguage(load_language(shards, config, device, dtype))

@@ -5,17 +5,33 @@ tokens over time; the projector is linear, so averaging first and projecting 256
 vectors gives the same rows for a fraction of the work. Only the CLIP layers whose output
 is used are built: ``hidden_states[-2]`` of a 24-layer tower is the ``last_hidden_state``
 of the same tower cut to 23 layers (before ``post_layernorm``, CLS kept).
+
+The tower's widths come from the weights' shapes. Its head count (and activation, layer-norm eps)
+cannot: they come from the tower's own config.json when ``mm_vision_tower`` names a local folder,
+else CLIP's 64-wide heads are assumed.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-HEAD_DIM = 64  # every CLIP ViT (B, L, H; OpenAI and Chinese-CLIP) uses 64-dimensional heads
+from greenroom.models.valley.errors import CheckpointError
+
+HEAD_DIM = 64  # assumed without a tower config: OpenAI's and Chinese-CLIP's B and L towers (not ViT-H/14: 80)
+GEOMETRY = (
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "hidden_act",
+    "layer_norm_eps",
+    "image_size",
+    "patch_size",
+)
 _LAYER = re.compile(r"encoder\.layers\.(\d+)\.")
 
 
@@ -31,33 +47,61 @@ def layers_used(stored: int, select_layer: int) -> int:
     return used
 
 
-def vision_config(weights: dict[str, torch.Tensor], layers: int) -> CLIPVisionConfig:
-    """The tower's geometry, read from the weights' shapes (Valley checkpoints name the tower
-    only by hub id, e.g. ``openai/clip-vit-large-patch14``)."""
+Declared = tuple[dict, str]  # a tower's GEOMETRY as its config declares it, and where that was read
+
+
+def declared_tower(config: dict, checkpoint: Path) -> Declared | None:
+    """The geometry of the tower ``mm_vision_tower`` names when that is a local folder (relative to the
+    checkpoint or as given) with a config.json (a CLIPVisionConfig, or a CLIPConfig's ``vision_config``);
+    None for a hub id."""
+    name = config.get("mm_vision_tower")
+    if not name:
+        return None
+    for folder in (checkpoint / Path(name).expanduser(), Path(name).expanduser()):
+        if (folder / "config.json").is_file():
+            tower = CLIPVisionConfig.from_pretrained(str(folder), local_files_only=True)
+            return {k: getattr(tower, k) for k in GEOMETRY}, str(folder)
+    return None
+
+
+def vision_config(weights: dict[str, torch.Tensor], layers: int, declared: Declared | None = None) -> CLIPVisionConfig:
+    """The tower's geometry: widths from the weights' shapes; heads, activation and layer-norm eps from
+    ``declared`` (checked against the shapes), else 64-wide heads, quick_gelu and 1e-5 (OpenAI's CLIP)."""
     hidden = weights["embeddings.class_embedding"].shape[0]
     patch = weights["embeddings.patch_embedding.weight"].shape[-1]
     positions = weights["embeddings.position_embedding.weight"].shape[0]
-    side = round((positions - 1) ** 0.5)
-    return CLIPVisionConfig(
+    shaped = dict(
         hidden_size=hidden,
         intermediate_size=weights["encoder.layers.0.mlp.fc1.weight"].shape[0],
-        num_hidden_layers=layers,
-        num_attention_heads=max(1, hidden // HEAD_DIM),
-        image_size=side * patch,
+        image_size=round((positions - 1) ** 0.5) * patch,
         patch_size=patch,
-        hidden_act="quick_gelu",
-        layer_norm_eps=1e-5,
     )
+    if declared is None:
+        geometry = dict(num_attention_heads=max(1, hidden // HEAD_DIM), hidden_act="quick_gelu", layer_norm_eps=1e-5)
+    else:
+        geometry, source = declared
+        for key, value in shaped.items():
+            if geometry[key] != value:
+                raise CheckpointError(
+                    f"tower config {source}: {key} {geometry[key]}, but the vision weights' is {value}"
+                )
+    return CLIPVisionConfig(**{**geometry, **shaped, "num_hidden_layers": layers})
 
 
-def build_tower(weights: dict[str, torch.Tensor], layers: int, dtype: torch.dtype) -> CLIPVisionModel:
-    """A CLIP vision model with the first ``layers`` encoder layers of ``weights`` (no ``vision_model.`` prefix)."""
+def build_tower(
+    weights: dict[str, torch.Tensor],
+    layers: int,
+    dtype: torch.dtype,
+    declared: Declared | None = None,
+) -> CLIPVisionModel:
+    """A CLIP vision model with the first ``layers`` encoder layers of ``weights`` (no ``vision_model.`` prefix),
+    its geometry from :func:`vision_config`."""
     keep = {
         k: v
         for k, v in weights.items()
         if not k.startswith("post_layernorm") and not ((m := _LAYER.match(k)) and int(m.group(1)) >= layers)
     }
-    tower = CLIPVisionModel(vision_config(weights, layers)).eval()
+    tower = CLIPVisionModel(vision_config(weights, layers, declared)).eval()
     missing, unexpected = getattr(tower, "vision_model", tower).load_state_dict(keep, strict=False)  # 4.x nests it
     missing = [k for k in missing if not k.startswith("post_layernorm") and "position_ids" not in k]
     if missing or unexpected:
