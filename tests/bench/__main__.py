@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, each printed as a table with its same-run baseline.
 
 `python -m tests.bench turn load` runs only the named ones; `eval` (the persona evaluation, about
-20 minutes; `make eval`) runs only when named.
+20 minutes; `make eval`) runs only when named. `gpu` prints one line where there is no CUDA device.
 """
 
 import importlib
@@ -19,6 +19,7 @@ BENCHES = (
     "kernels",
     "models",
     "memory",
+    "gpu",
 )
 MODULES = {"eval": "eval_persona"}  # names whose module is not bench_NAME
 
