@@ -164,7 +164,8 @@ def valley(device: str, vision: dict, geometry: dict, copy_bytes: int) -> None:
     limit = moved / weights
     table(
         f"Valley on {torch.cuda.get_device_name() if device == 'cuda' else device}: ViT-L/14 (23 layers) + "
-        f"LLaMA-7B geometry, random weights built in {built:.1f} s, bf16, {FRAMES} frames, {len(ids)}-token "
+        f"LLaMA-7B geometry, random weights built in {built:.1f} s, tower "
+        f"{str(encoder.dtype).removeprefix('torch.')}, LLaMA bf16, {FRAMES} frames, {len(ids)}-token "
         f"prompt, {NEW_TOKENS} new tokens (median of {REPEAT}); greedy tokens agree for the first "
         f"{agree} of {NEW_TOKENS + 1}",
         ["path", "first token ms", "x HF", "decode tok/s", "x HF", "of the limit"],
