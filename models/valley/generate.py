@@ -9,7 +9,7 @@ from typing import Protocol
 import numpy as np
 
 from greenroom.models.valley.prompt import VisualRun, postprocess
-from greenroom.models.video.answer import Answer, Decoding, pick
+from greenroom.models.video.answer import Answer, Decoding, sample
 
 STOP = "###"
 
@@ -35,21 +35,10 @@ def generate(
 ) -> Answer:
     """Prefill the prompt, then sample until EOS, ``###`` in the text, or ``max_new_tokens``."""
     start = time.perf_counter()
-    rng = np.random.default_rng(decoding.seed)
     logits = runtime.prefill(ids, rows, runs)
     answer = Answer("", prompt_tokens=len(ids))
-    text = ""
-    for _ in range(min(decoding.max_new_tokens, runtime.n_ctx - len(ids))):
-        token = pick(logits, decoding.temperature, rng)
-        if not answer.tokens:
-            answer.first_token_s = time.perf_counter() - start
-        if token == runtime.eos:
-            break
-        answer.tokens.append(token)
-        text = decode(answer.tokens)
-        if STOP in text:
-            break
-        logits = runtime.step(token)
+    budget = min(decoding.max_new_tokens, runtime.n_ctx - len(ids))
+    text = sample(logits, runtime.step, answer, budget, lambda t: t == runtime.eos, decode, decoding, start, STOP)
     answer.text = postprocess(text)
     answer.seconds = time.perf_counter() - start
     return answer
