@@ -135,9 +135,28 @@ class FactcheckSection(Section):
 
 
 class VideoSection(Section):
-    checkpoint: str = ""  # "" = off; a folder from `greenroom valley convert` (CPU) or a checkpoint as published (GPU)
+    # which model describes clips and photos (docs/video.md): Valley v1, a vision-language GGUF in
+    # llama.cpp, or an OpenAI-compatible server (vLLM, llama.cpp's server)
+    backend: Literal["valley", "llama_cpp", "openai"] = "valley"
+    # valley: "" = off; a folder from `greenroom valley convert` (CPU) or a checkpoint as published (GPU)
+    checkpoint: str = ""
     runtime: Literal["auto", "gpu", "cpu"] = "auto"
-    frames: int = Field(8, ge=1, le=64)  # the released weights were trained with 8
+    frames: int = Field(8, ge=1, le=64)  # frames sampled per clip (Valley's released weights: 8)
+    # llama_cpp: the GGUF (a path, or a catalogue name from `greenroom model list`) and its projector
+    model: str = ""
+    mmproj: str = ""  # "" = the catalogue entry's own
+    sha256: str = ""
+    n_ctx: int = Field(4096, ge=512)
+    frame_side: int = Field(448, ge=28)  # frames are scaled to at most this many pixels on a side
+    cache_mb: int = Field(256, ge=0)  # llama_cpp: clips' encoded frames kept for follow-up questions
+    # openai: the server's .../v1, its model name, the key's environment variable, and whether the
+    # clip goes as frames (image_url parts) or whole (one video_url part, for servers that take video)
+    base_url: str = ""
+    server_model: str = ""
+    api_key_env: str = "VIDEO_API_KEY"
+    send: Literal["frames", "video"] = "frames"
+    timeout: float = Field(120.0, gt=0)  # seconds without a byte from the server
+    server_retries: int = Field(2, ge=0)  # on 429/5xx and refused connections, before the first token
     template: Literal["auto", "v1", "june"] = "auto"
     vision_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     max_new_tokens: int = Field(256, ge=1)
@@ -148,6 +167,7 @@ class VideoSection(Section):
     queue_size: int = Field(8, ge=1)
     workers: int = Field(1, ge=1)
     followup_minutes: float = Field(10.0, ge=0)
+    remember_minutes: float = Field(60.0, ge=0)  # the chat's character knows what the last clip showed this long
     progress_seconds: float = Field(15.0, ge=0)
     comment: bool = False  # the chat's character also comments on the clip in its own voice
     queue: Literal["local", "redis"] = "local"  # redis: `greenroom worker video` processes run the jobs
@@ -155,6 +175,11 @@ class VideoSection(Section):
     redis_password_env: str = "REDIS_PASSWORD"
     job_seconds: float = Field(600.0, ge=5)  # a job's time limit; a dead worker's job is re-run after this
     retries: int = Field(2, ge=0)  # times a job is re-run after its worker died
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the backend has its model (a Valley checkpoint, a GGUF, or a server)."""
+        return bool({"valley": self.checkpoint, "llama_cpp": self.model, "openai": self.base_url}[self.backend])
 
 
 class LlmSection(Section):

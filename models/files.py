@@ -8,7 +8,7 @@ from pathlib import Path
 from greenroom.errors import UserError
 from greenroom.models.catalogue import find
 from greenroom.models.locations import cache_root, package_file, sha256_of
-from greenroom.models.pull import expected_sha256, local_model
+from greenroom.models.pull import cached, expected_sha256, local_model
 
 
 class ModelFileError(UserError):
@@ -60,3 +60,18 @@ def verified(path: Path, expected: str) -> Path:
     except OSError:
         pass
     return path
+
+
+def resolve_mmproj(model: str, mmproj: str) -> tuple[Path, str]:
+    """The projector file of a vision-language model and its sha256 pin ("" = none): ``mmproj`` when
+    given, else the catalogue entry's own (pulled with it by `greenroom model pull NAME`)."""
+    if mmproj:
+        return resolve_model_path(mmproj), ""
+    entry = find(model)
+    if entry is None or entry.kind != "vision" or len(entry.files) < 2:
+        raise ModelFileError("video.mmproj is empty: name the model's projector file (mmproj-*.gguf)")
+    projector = entry.files[1]
+    path = cached(projector)
+    if not path.is_file():
+        raise ModelFileError(f"{entry.name}'s projector is not downloaded yet: run `greenroom model pull {entry.name}`")
+    return path, expected_sha256(projector)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 
@@ -21,6 +22,13 @@ from greenroom.models.llm.tokens import server_root, token_counter
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 TEMPLATE_TOKENS = 5  # ChatML: <|im_start|>, the role, a newline, <|im_end|>, a newline
+
+
+def text_of(content: str | list[dict[str, Any]]) -> str:
+    """A message's words: its text, or its text parts (images are counted by the server's usage)."""
+    if isinstance(content, str):
+        return content
+    return " ".join(part.get("text", "") for part in content)
 
 
 class OpenAIChatLLM:
@@ -81,7 +89,7 @@ class OpenAIChatLLM:
         if sampling.stop:
             body["stop"] = list(sampling.stop)[:4]  # the OpenAI API takes at most four
         # until the server reports usage: the messages plus a chat template's few tokens each
-        gen.prompt_tokens = sum(self.count_tokens(m["content"]) + TEMPLATE_TOKENS for m in messages)
+        gen.prompt_tokens = sum(self.count_tokens(text_of(m["content"])) + TEMPLATE_TOKENS for m in messages)
         for attempt in range(self.retries + 1):
             try:
                 with self._client.stream("POST", "/chat/completions", json=body) as response:

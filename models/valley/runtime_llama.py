@@ -35,30 +35,32 @@ class LlamaCppLanguage:
         self.n_batch = n_batch
         self.n_embd = llama_cpp.llama_model_n_embd(self.llm._model.model)
         self.n_vocab = self.llm.n_vocab()
-        self._ctx = self.llm._ctx.ctx
-        self._pos = 0
+        self.ctx = self.llm._ctx.ctx
+        self.pos = 0
 
     def prefill(self, ids: list[int], rows: np.ndarray, runs: list[VisualRun]) -> np.ndarray:
         if rows.shape[1] != self.n_embd:
             raise ValueError(f"visual rows have {rows.shape[1]} dimensions, the language model {self.n_embd}")
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
-        self._pos = 0
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.ctx), True)
+        self.pos = 0
         at = 0
         for run in runs:
-            self._tokens(ids[at : run.start])
+            self.feed(ids[at : run.start])
             self._embeddings(np.ascontiguousarray(rows[run.row : run.row + run.length], dtype=np.float32))
             at = run.start + run.length
-        self._tokens(ids[at:], logits=True)  # the prompt always ends in text, so the last row has logits
-        return self._logits()
+        self.feed(ids[at:], logits=True)  # the prompt always ends in text, so the last row has logits
+        return self.logits()
 
     def step(self, token: int) -> np.ndarray:
-        self._tokens([token], logits=True)
-        return self._logits()
+        self.feed([token], logits=True)
+        return self.logits()
 
-    def _logits(self) -> np.ndarray:
-        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, -1), shape=(self.n_vocab,)).copy()
+    def logits(self) -> np.ndarray:
+        """The last evaluated position's logits."""
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, -1), shape=(self.n_vocab,)).copy()
 
-    def _tokens(self, tokens: list[int], logits: bool = False) -> None:
+    def feed(self, tokens: list[int], logits: bool = False) -> None:
+        """Evaluate ``tokens`` from position ``pos`` on (logits for the last one when asked)."""
         for at in range(0, len(tokens), self.n_batch):
             chunk = tokens[at : at + self.n_batch]
             last = logits and at + len(chunk) == len(tokens)
@@ -77,19 +79,19 @@ class LlamaCppLanguage:
             )
 
     def _decode(self, n: int, n_embd: int, fill, logits_last: bool) -> None:
-        if self._pos + n > self.n_ctx:
+        if self.pos + n > self.n_ctx:
             raise ClipThreadTooLong(self.n_ctx)
         batch = llama_cpp.llama_batch_init(n, n_embd, 1)
         try:
             fill(batch)
             for i in range(n):
-                batch.pos[i] = self._pos + i
+                batch.pos[i] = self.pos + i
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = 0
                 batch.logits[i] = logits_last and i == n - 1
             batch.n_tokens = n
-            if (rc := llama_cpp.llama_decode(self._ctx, batch)) != 0:
+            if (rc := llama_cpp.llama_decode(self.ctx, batch)) != 0:
                 raise RuntimeError(f"llama_decode failed ({rc})")
         finally:
             llama_cpp.llama_batch_free(batch)
-        self._pos += n
+        self.pos += n
