@@ -11,6 +11,7 @@ import shlex
 
 from greenroom.core.commands import ACL_CHATS, ACL_USERS, CommandSet, Context, Level, refusal
 from greenroom.core.services import Services
+from greenroom.core.video import OFF
 from greenroom.memory.characters import CharacterError, slug
 
 LOAD_USAGE = (
@@ -298,5 +299,22 @@ def status(s: Services) -> CommandSet:
             f"character: {persona.character_id(ctx.message.key)}; model: {persona.llm.name}; "
             f"queued messages: {dispatcher.queued}"
         )
+
+    return commands
+
+
+def video(s: Services) -> CommandSet:
+    """`/video ask QUESTION`: a question for the video model about the last clip or photo here."""
+    desk = s.video
+    commands = CommandSet()
+
+    @commands.add("video ask", Level.USER, "/video ask QUESTION", "ask the video model about the last clip here")
+    async def ask(ctx: Context, args: str) -> str:
+        if not desk.enabled:
+            return OFF
+        if not args.strip():
+            return "Usage: /video ask QUESTION (about the last clip or photo shared here)."
+        await desk.on_followup(ctx, args.strip())
+        return ""
 
     return commands

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 import zlib
+from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
@@ -81,6 +82,7 @@ class PersonaEngine:
         config: PersonaSection,
         metrics: Metrics | None = None,
         memory: LongTermMemory | None = None,
+        clip_note: Callable[[ConversationKey], str] | None = None,
     ) -> None:
         self.library = library
         self.history = history
@@ -89,6 +91,7 @@ class PersonaEngine:
         self.config = config
         self.metrics = metrics or Metrics()
         self.memory = memory
+        self.clip_note = clip_note  # what the last clip shared in the conversation showed (core.video)
         self.model_gate = asyncio.Semaphore(llm.slots)
 
     # ----- who is talking to whom ------------------------------------------------------------
@@ -138,10 +141,11 @@ class PersonaEngine:
             character.extra.get("book", {}), [x for t in past for x in (t.user_text, t.reply)] + [text], count
         )
         system_prompt = "\n\n".join(filter(None, (before, character.system_prompt, after))).replace("{{user}}", role)
+        note = self.clip_note(message.key) if self.clip_note is not None else ""
         budgets = Budgets(
             settings["story_budget"],
             settings["history_budget"],
-            self.llm.n_ctx,
+            self.llm.n_ctx - (count(note) if note else 0),
             self.config.max_reply_tokens,
             settings["memory_budget"] if remembers else 0,
             settings["memory_k"],
@@ -154,6 +158,11 @@ class PersonaEngine:
             prompt = build_chat(
                 system_prompt, ranked, past, role, text, budgets, count, not message.is_direct, recalled
             )
+        if note:  # the clip rides on this turn's message (chat) or just before it (haruhi2), as the scenes do
+            if mode == "chat":
+                prompt.messages[-1] = {"role": "user", "content": f"{note}\n\n{prompt.messages[-1]['content']}"}
+            else:
+                prompt.messages.insert(len(prompt.messages) - 1, {"role": "system", "content": note})
         if post := character.extra.get("post_history", "").replace("{{user}}", role):
             if mode == "chat":  # keep strict alternation: the instruction rides on the last user turn
                 prompt.messages[-1] = {"role": "user", "content": f"{prompt.messages[-1]['content']}\n\n{post}"}

@@ -40,7 +40,8 @@ def commands(s: Services) -> list[Route]:
 
 
 def _oversized(ctx: Context) -> list[Attachment]:
-    return [a for a in ctx.message.attachments if a.kind is AttachmentKind.VIDEO and a.too_large]
+    kinds = (AttachmentKind.VIDEO, AttachmentKind.IMAGE)
+    return [a for a in ctx.message.attachments if a.kind in kinds and a.too_large]
 
 
 async def _refuse(ctx: Context) -> None:
@@ -49,7 +50,7 @@ async def _refuse(ctx: Context) -> None:
 
 
 def videos(s: Services) -> list[Route]:
-    """Clips too large to fetch, clips to describe, and questions about the last clip."""
+    """Clips and photos too large to fetch, clips and photos to describe, and questions about the last one."""
     desk = s.video
     return [
         Route(5, "oversized videos", lambda ctx: bool(_oversized(ctx)), _refuse, block=False),

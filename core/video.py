@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 from greenroom.core.adapter import Replier, SentRef
 from greenroom.core.commands import Context
@@ -23,31 +23,50 @@ from greenroom.core.metrics import Metrics
 from greenroom.core.reply import split_text
 from greenroom.errors import UserError
 from greenroom.models.files import ModelFileError
+from greenroom.models.llm import LLMUnavailable
 from greenroom.models.valley.errors import CheckpointError
-from greenroom.models.video.answer import DEFAULT_QUESTION, Decoding
-
-if TYPE_CHECKING:
-    from greenroom.models.valley.model import Clip, Valley
+from greenroom.models.video.answer import DEFAULT_QUESTION, Answer, Decoding
 
 log = logging.getLogger(__name__)
 
 OFF = (
-    "Video description is off on this bot. An admin can turn it on by pointing `[video] checkpoint` in "
-    'bot.toml at a Valley checkpoint (README, "Video description").'
+    "Video description is off on this bot. An admin can turn it on in bot.toml's `[video]` section: a "
+    'vision-language model (backend = "llama_cpp" or "openai") or a Valley checkpoint (docs/video.md).'
 )
 BUSY = "I'm already watching {n} clips; please send this one again in a few minutes."
 CLOSING = "I'm restarting and could not finish watching your clip; please send it again in a minute."
 FOLLOWUP = "Looking at the clip again…"
 FORGOTTEN = "I no longer have that clip; please send it again."
-ABOUT_CLIP = re.compile(r"\?\s*$|\b(video|clip|scene|frames?|descri\w*|fix|wrong|correct\w*|not\b.*\binstead)\b", re.I)
+PHOTO_QUESTION = "Describe this photo concisely."
+# a message that talks about the clip (in the follow-up window); anything else goes to the character
+ABOUT_CLIP = re.compile(
+    r"\b(videos?|clips?|footage|frames?|photos?|pictures?|images?)\b|视频|片子|影片|画面|镜头|照片|图片|这张图",
+    re.I,
+)
+NOTE_CHARS = 1200  # the most of a clip's description and answers the character is shown
+
+
+class VideoModel(Protocol):
+    """A video backend (Valley, or a vision-language model in llama.cpp or on a server): clips in,
+    answers out. ``clip`` raises VideoError for bad input; a clip is the backend's own object."""
+
+    runtime: str
+
+    def clip(self, path: str) -> Any: ...
+
+    def ask(self, clip: Any, question: str, turns: list[tuple[str, str]], decoding: Decoding) -> Answer: ...
 
 
 @dataclass
 class ClipThread:
-    """The last described clip of a conversation, with the questions and answers about it."""
+    """The last described clip (or photo) of a conversation, with the questions and answers about
+    it, who shared it and when (wall-clock seconds)."""
 
-    clip: Clip
+    clip: Any
     turns: list[tuple[str, str]]
+    shared_by: str = ""
+    at: float = 0.0
+    photo: bool = False
 
 
 @dataclass
@@ -67,6 +86,7 @@ class Job:
     attachment: Attachment | None = None  # None: a follow-up about the conversation's clip
     status: SentRef | None = None
     ctx: Context | None = None  # in-process jobs: for the character's comment
+    shared_by: str = ""  # who sent the clip (the character is told)
     stage: str = "waiting for my turn"
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -104,7 +124,7 @@ class VideoDesk:
     def __init__(
         self,
         config: VideoSection,
-        load: Callable[[], Valley],
+        load: Callable[[], VideoModel],
         tmp_dir: Path,
         comment: Callable[[Context, str], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -126,14 +146,17 @@ class VideoDesk:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.config.checkpoint)
+        return self.config.enabled
 
     @staticmethod
     def video_of(ctx: Context) -> Attachment | None:
-        return next((a for a in ctx.message.attachments if a.kind is AttachmentKind.VIDEO and not a.too_large), None)
+        """The clip or photo of a message (one that is not too large to fetch)."""
+        kinds = (AttachmentKind.VIDEO, AttachmentKind.IMAGE)
+        return next((a for a in ctx.message.attachments if a.kind in kinds and not a.too_large), None)
 
     def is_followup(self, ctx: Context) -> bool:
-        """A reply to a description or answer; or, within the window, a question or a remark about the clip."""
+        """A reply to a description or answer; or, within the window, a message that mentions the clip.
+        Anything else is the character's."""
         message = ctx.message
         recent = self.recent.get(message.key)
         if recent is None or message.command is not None or not message.text.strip():
@@ -141,6 +164,25 @@ class VideoDesk:
         if message.reply_to_id is not None:
             return message.reply_to_id in recent.message_ids
         return self.clock() - recent.at <= self.config.followup_minutes * 60 and bool(ABOUT_CLIP.search(message.text))
+
+    def note(self, key: ConversationKey) -> str:
+        """What the conversation's character knows of the last clip shared here (within
+        ``video.remember_minutes``): its description and the answers about it; "" when none."""
+        try:
+            thread = self.threads.get(key)
+        except Exception as e:  # the thread store is down: the character talks without it
+            log.warning("clip thread of %s not read: %s: %s", key, type(e).__name__, e)
+            return ""
+        if thread is None or not thread.turns or time.time() - thread.at > self.config.remember_minutes * 60:
+            return ""
+        what = "a photo" if thread.photo else "a video clip"
+        who = f"{thread.shared_by} shared" if thread.shared_by else "Someone shared"
+        lines = [f"{who} {what} in this chat. A video model described it: {thread.turns[0][1]}"]
+        lines += [f"Asked about it: {q} Answer: {a}" for q, a in thread.turns[1:]]
+        text = "\n".join(lines)
+        if len(text) > NOTE_CHARS:
+            text = text[: NOTE_CHARS - 1] + "…"
+        return f"({text})"
 
     def _remember(self, job: Job, sent: SentRef) -> None:
         """The bot's messages about the conversation's clip (a new clip starts afresh), and when."""
@@ -154,16 +196,23 @@ class VideoDesk:
         if not self.enabled:
             await ctx.say(OFF)
             return
-        question = ctx.message.text.strip() or DEFAULT_QUESTION
-        await self._submit(self._job(ctx, question, self.video_of(ctx)), "Watching your clip…")
+        attachment = self.video_of(ctx)
+        assert attachment is not None  # the route matched it
+        photo = attachment.kind is AttachmentKind.IMAGE
+        question = ctx.message.text.strip() or (PHOTO_QUESTION if photo else DEFAULT_QUESTION)
+        status = "Looking at your photo…" if photo else "Watching your clip…"
+        await self._submit(self._job(ctx, question, attachment), status)
 
-    async def on_followup(self, ctx: Context) -> None:
+    async def on_followup(self, ctx: Context, question: str = "") -> None:
+        """A question about the conversation's last clip (``question``: from `/video ask`)."""
         # a remote worker edits its answer into a status line: the bot knows the answer's message id
-        await self._submit(self._job(ctx, ctx.message.text.strip()), FOLLOWUP if self.jobs.remote else None)
+        question = question or ctx.message.text.strip()
+        await self._submit(self._job(ctx, question), FOLLOWUP if self.jobs.remote else None)
 
     @staticmethod
     def _job(ctx: Context, question: str, attachment: Attachment | None = None) -> Job:
-        return Job(ctx.message.key, ctx.message.id, ctx.replier, question, attachment, ctx=ctx)
+        m = ctx.message
+        return Job(m.key, m.id, ctx.replier, question, attachment, ctx=ctx, shared_by=m.author.display_name)
 
     async def _submit(self, job: Job, status: str | None) -> None:
         try:
@@ -202,6 +251,10 @@ class VideoDesk:
             self.metrics.video_jobs.labels("cut off").inc()
             await self.tell(job, CLOSING)
             raise
+        except LLMUnavailable as e:
+            log.error("video model unavailable: %s", e.detail)
+            outcome = "unavailable"
+            await self.tell(job, f"Video description is unavailable right now: {e}")
         except (CheckpointError, ModelFileError) as e:
             log.error("video model unavailable: %s", e)
             outcome = "unavailable"
@@ -220,22 +273,23 @@ class VideoDesk:
     async def _run(self, job: Job) -> None:
         progress = asyncio.create_task(self._progress(job))
         try:
-            valley = await asyncio.to_thread(self.load)
+            model = await asyncio.to_thread(self.load)
             if job.attachment is None:
                 thread = self.threads.get(job.key)
                 if thread is None:
                     raise ClipForgotten()
                 job.stage = "thinking about your question"
-                answer = await asyncio.to_thread(valley.ask, thread.clip, job.question, thread.turns, self.decoding)
+                answer = await asyncio.to_thread(model.ask, thread.clip, job.question, thread.turns, self.decoding)
                 thread.turns.append((job.question, answer.text))
             else:
                 job.stage = "downloading it"
                 data = await job.attachment.read()
                 job.stage = "looking at the frames"
-                clip = await asyncio.to_thread(self._clip, valley, data, job.attachment.filename)
+                clip = await asyncio.to_thread(self._clip, model, data, job.attachment.filename)
                 job.stage = "writing the description"
-                answer = await asyncio.to_thread(valley.ask, clip, job.question, [], self.decoding)
-                thread = ClipThread(clip, [(job.question, answer.text)])
+                answer = await asyncio.to_thread(model.ask, clip, job.question, [], self.decoding)
+                photo = job.attachment.kind is AttachmentKind.IMAGE
+                thread = ClipThread(clip, [(job.question, answer.text)], job.shared_by, time.time(), photo)
             self.threads.put(job.key, thread)
             sent = await self.tell(job, answer.text or "…")
             if not self.jobs.remote:
@@ -246,12 +300,12 @@ class VideoDesk:
         if job.attachment is not None and self.comment is not None and job.ctx is not None:
             await self.comment(job.ctx, answer.text)
 
-    def _clip(self, valley: Valley, data: bytes, filename: str) -> Clip:
+    def _clip(self, model: VideoModel, data: bytes, filename: str) -> Any:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=self.tmp_dir, suffix=Path(filename).suffix[:8]) as f:
             f.write(data)
             f.flush()
-            return valley.clip(f.name)
+            return model.clip(f.name)
 
     async def _progress(self, job: Job) -> None:
         """Every ``progress_seconds`` a job runs, say how far it got (in place of the status line)."""

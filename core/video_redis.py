@@ -14,18 +14,17 @@ import asyncio
 import hashlib
 import io
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import redis
+from redis.typing import EncodableT
 from rq import Queue, Retry
 
 from greenroom.core.config import VideoSection, secret
 from greenroom.core.events import ConversationKey
 from greenroom.core.video import ClipThread, Job, QueueDown
-
-if TYPE_CHECKING:
-    from greenroom.models.valley.model import Clip
+from greenroom.models.vlm.clip import FramesClip
 
 QUEUE = "greenroom-video"
 PREFIX = "greenroom:video:"
@@ -105,7 +104,10 @@ class RedisJobs:
             "question": job.question,
             "address": address,
             "status": job.status.id if job.status else None,
-            "clip": {"filename": job.attachment.filename, "size": len(data or b"")} if job.attachment else None,
+            "clip": {"filename": job.attachment.filename, "size": len(data or b""), "kind": job.attachment.kind.value}
+            if job.attachment
+            else None,
+            "shared_by": job.shared_by,
         }
         keep = int(self.config.job_seconds * (self.config.retries + 1)) + 3600
         retry = Retry(max=self.config.retries) if self.config.retries else None
@@ -137,33 +139,73 @@ class RedisJobs:
 
 
 class RedisThreads:
-    """Clip threads on Redis, so a follow-up question can go to any worker: the visual rows (npy)
-    and the turns (JSON), kept for the follow-up window."""
+    """Clip threads on Redis, so a follow-up question can go to any worker and the bot's character
+    knows the clip: the frames (JPEG) or Valley's visual rows (npy), and the turns (JSON)."""
 
     def __init__(self, client: redis.Redis, seconds: float) -> None:
         self.redis = client
         self.seconds = max(int(seconds), 60)
+
+    @classmethod
+    def for_config(cls, client: redis.Redis, c: VideoSection) -> RedisThreads:
+        """Kept while follow-ups may come and the character remembers the clip, and an hour more."""
+        return cls(client, max(c.followup_minutes, c.remember_minutes) * 60 + 3600)
 
     @staticmethod
     def _key(key: ConversationKey) -> str:
         return PREFIX + "thread:" + str(key)
 
     def get(self, key: ConversationKey) -> ClipThread | None:
-        from greenroom.models.valley.model import Clip
-
         raw: dict[bytes, bytes] = self.redis.hgetall(self._key(key))  # type: ignore[assignment]  # bytes replies
         if not raw:
             return None
         meta: dict[str, Any] = json.loads(raw[b"meta"])
-        clip: Clip = Clip(np.load(io.BytesIO(raw[b"rows"])), meta["total_frames"], meta["indices"])
-        return ClipThread(clip, [(q, a) for q, a in meta["turns"]])
+        turns = [(q, a) for q, a in meta["turns"]]
+        return ClipThread(
+            _clip_of(raw, meta), turns, meta.get("shared_by", ""), meta.get("at", 0.0), meta.get("photo", False)
+        )
 
     def put(self, key: ConversationKey, thread: ClipThread) -> None:
-        clip: Clip = thread.clip
-        rows = io.BytesIO()
-        np.save(rows, clip.rows, allow_pickle=False)
-        meta = {"total_frames": clip.total_frames, "indices": clip.indices, "turns": thread.turns}
+        clip = thread.clip
+        meta = {
+            "total_frames": clip.total_frames,
+            "indices": clip.indices,
+            "turns": thread.turns,
+            "shared_by": thread.shared_by,
+            "at": thread.at,
+            "photo": thread.photo,
+        }
+        fields: dict[EncodableT, EncodableT] = {}
+        if isinstance(clip, FramesClip):
+            meta |= {"kind": "frames", "times": clip.times, "still": clip.still, "mime": clip.mime}
+            fields["video"] = clip.video
+            for i, jpeg in enumerate(clip.jpegs):
+                fields[f"frame{i}"] = jpeg
+        else:
+            rows = io.BytesIO()
+            np.save(rows, clip.rows, allow_pickle=False)
+            fields["rows"] = rows.getvalue()
+        fields["meta"] = json.dumps(meta)
         with self.redis.pipeline() as pipe:
-            pipe.hset(self._key(key), mapping={"rows": rows.getvalue(), "meta": json.dumps(meta)})
+            pipe.delete(self._key(key))
+            pipe.hset(self._key(key), mapping=fields)
             pipe.expire(self._key(key), self.seconds)
             pipe.execute()
+
+
+def _clip_of(raw: dict[bytes, bytes], meta: dict[str, Any]) -> Any:
+    """The clip a thread stored: a vision-language model's frames, or Valley's visual rows."""
+    if meta.get("kind") == "frames":
+        jpegs = tuple(raw[f"frame{i}".encode()] for i in range(len(meta["times"])))
+        return FramesClip(
+            jpegs,
+            tuple(meta["times"]),
+            meta["total_frames"],
+            meta["indices"],
+            meta["still"],
+            raw[b"video"],
+            meta["mime"],
+        )
+    from greenroom.models.valley.model import Clip
+
+    return Clip(np.load(io.BytesIO(raw[b"rows"])), meta["total_frames"], meta["indices"])

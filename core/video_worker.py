@@ -66,7 +66,8 @@ def _stored_clip(state: WorkerState, spec: dict[str, Any]) -> Attachment:
         return data  # type: ignore[return-value]  # bytes: the client does not decode replies
 
     clip = spec["clip"]
-    return Attachment(AttachmentKind.VIDEO, clip["filename"], clip["size"], clip["size"], fetch=fetch)
+    kind = AttachmentKind(clip.get("kind", "video"))
+    return Attachment(kind, clip["filename"], clip["size"], clip["size"], fetch=fetch)
 
 
 async def _perform(state: WorkerState, spec: dict[str, Any]) -> str:
@@ -81,6 +82,7 @@ async def _perform(state: WorkerState, spec: dict[str, Any]) -> str:
             spec["question"],
             _stored_clip(state, spec) if spec["clip"] else None,
             SentRef(spec["status"]) if spec["status"] else None,
+            shared_by=spec.get("shared_by", ""),
         )
         outcome = await state.desk.handle(job)
     state.jobs.redis.set(done, outcome, ex=DAY)
@@ -93,8 +95,8 @@ def check_worker_config(c: VideoSection) -> None:
     """What `greenroom worker video` needs before it connects."""
     if c.queue != "redis":
         raise ConfigError('`greenroom worker video` needs video.queue = "redis"')
-    if not c.checkpoint:
-        raise ConfigError("`greenroom worker video` needs video.checkpoint (docs/video.md)")
+    if not c.enabled:
+        raise ConfigError("`greenroom worker video` needs a video model: [video] backend and its model (docs/video.md)")
 
 
 def run_worker(config: Config, desk: VideoDesk, jobs: RedisJobs, replier_for: ReplierFor, burst: bool = False) -> int:

@@ -26,7 +26,7 @@ from greenroom.core.metrics import Metrics
 from greenroom.core.persona import PersonaEngine
 from greenroom.core.plugins import ADAPTERS, COMMANDS, HANDLERS, AdapterHost, load_plugins
 from greenroom.core.ratelimit import RateLimiter
-from greenroom.core.video import VideoDesk
+from greenroom.core.video import VideoDesk, VideoModel
 from greenroom.memory.audit import AuditLog
 from greenroom.memory.db import Database, database_url, ensure_writable
 from greenroom.memory.history import History
@@ -42,6 +42,7 @@ from greenroom.models.embedder import Embedder
 from greenroom.models.fakenews.checker import LinkChecker
 from greenroom.models.fakenews.detector import load_detector
 from greenroom.models.fakenews.fetch import SafeFetcher
+from greenroom.models.files import ModelFileError
 from greenroom.models.llm import LLM, LlamaCppLLM
 from greenroom.models.video.frames import Limits
 
@@ -156,9 +157,48 @@ class Greenroom:
             kernels=self.config.llm.kernels,
         )
 
-    @cached_property
-    def valley(self) -> Valley:
+    def load_video_model(self, backend: str | None = None) -> VideoModel:
+        """The video backend ``[video]`` configures (``backend`` overrides its choice)."""
+        c = self.config.video
+        backend = backend or c.backend
+        limits = Limits(max_seconds=c.max_minutes * 60, max_side=c.max_side, decode_seconds=c.decode_seconds)
+        if backend == "llama_cpp":
+            from greenroom.models.vlm.llama_cpp import LlamaCppVision
+
+            if not c.model:
+                raise ModelFileError('video.backend is "llama_cpp" but video.model is empty (a GGUF and its mmproj)')
+            return LlamaCppVision(
+                c.model,
+                c.mmproj,
+                sha256=c.sha256,
+                n_ctx=c.n_ctx,
+                n_threads=self.config.llm.n_threads,
+                kernels=self.config.llm.kernels,
+                frames=c.frames,
+                side=c.frame_side,
+                limits=limits,
+                cache_mb=c.cache_mb,
+            )
+        if backend == "openai":
+            from greenroom.models.vlm.openai import OpenAIVision
+
+            return OpenAIVision(
+                c.base_url,
+                c.server_model,
+                secret(c.api_key_env) or "",
+                send=c.send,
+                timeout=c.timeout,
+                retries=c.server_retries,
+                frames=c.frames,
+                side=c.frame_side,
+                limits=limits,
+                n_ctx=c.n_ctx,
+            )
         return self.load_valley()
+
+    @cached_property
+    def video_model(self) -> VideoModel:
+        return self.load_video_model()
 
     # ----- services ------------------------------------------------------------------------------
 
@@ -195,6 +235,7 @@ class Greenroom:
                 self.config.persona,
                 self.metrics,
                 self.long_term,
+                self.video.note if self.config.video.enabled else None,
             )
         return self._persona
 
@@ -222,14 +263,22 @@ class Greenroom:
     def video(self) -> VideoDesk:
         c = self.config.video
         if c.queue == "redis":
-            from greenroom.core.video_redis import RedisJobs
+            from greenroom.core.video_redis import RedisJobs, RedisThreads
 
-            # a worker elsewhere posts the description: this process never sees it to comment on
+            # a worker elsewhere posts the description: this process never sees it to comment on, but
+            # reads the clip's thread from Redis for the character
+            jobs = RedisJobs.connect(c)
+            threads = RedisThreads.for_config(jobs.redis, c)
             return VideoDesk(
-                c, lambda: self.valley, self.data_dir / "video-tmp", metrics=self.metrics, jobs=RedisJobs.connect(c)
+                c,
+                lambda: self.video_model,
+                self.data_dir / "video-tmp",
+                metrics=self.metrics,
+                jobs=jobs,
+                threads=threads,
             )
         return VideoDesk(
-            c, lambda: self.valley, self.data_dir / "video-tmp", self._comment_in_lane, metrics=self.metrics
+            c, lambda: self.video_model, self.data_dir / "video-tmp", self._comment_in_lane, metrics=self.metrics
         )
 
     async def _comment_in_lane(self, ctx: Context, description: str) -> None:
@@ -301,13 +350,17 @@ class Greenroom:
         checks: dict[str, str | None] = {a.name: None if a.ready else "not connected" for a in adapters}
         checks["database"] = await probe(self.db.ping)
         checks["memory"] = await probe(lambda: self.store.names())
-        checks["model"] = await probe(self._ping_model) if self.models_loaded else "still loading"
+        checks["model"] = await probe(lambda: self._ping(self.llm)) if self.models_loaded else "still loading"
         if self.config.video.queue == "redis" and self.video.enabled:
             checks["video queue"] = await probe(self.video.jobs.ping)
+        elif self.video.enabled and self.config.video.backend == "openai":
+            checks["video model"] = await probe(lambda: self._ping(self.video_model))
         return checks
 
-    def _ping_model(self) -> None:
-        if ping := getattr(self.llm, "ping", None):
+    @staticmethod
+    def _ping(model: object) -> None:
+        """A model on a server answers (in process: nothing to check)."""
+        if ping := getattr(model, "ping", None):
             ping()
 
     def run_video_worker(self, burst: bool = False) -> int:
@@ -319,9 +372,9 @@ class Greenroom:
         c = self.config.video
         check_worker_config(c)
         jobs = RedisJobs.connect(c)
-        threads = RedisThreads(jobs.redis, c.followup_minutes * 60 + 3600)
+        threads = RedisThreads.for_config(jobs.redis, c)
         desk = VideoDesk(
-            c, lambda: self.valley, self.data_dir / "video-tmp", metrics=self.metrics, jobs=jobs, threads=threads
+            c, lambda: self.video_model, self.data_dir / "video-tmp", metrics=self.metrics, jobs=jobs, threads=threads
         )
         return run_worker(self.config, desk, jobs, partial(remote_replier, self.config), burst=burst)
 

@@ -44,6 +44,7 @@ def every_command(host_folder: str) -> dict[str, tuple[str, bool]]:
         "factcheck on": ("/factcheck on", True),
         "factcheck off": ("/factcheck off", True),
         "factcheck threshold": ("/factcheck threshold 0.1", True),
+        "video ask": ("/video ask What is in it?", True),
     }
 
 

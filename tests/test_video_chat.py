@@ -49,7 +49,7 @@ def clip_message(data: bytes, text: str = "", name: str = "clip.mkv", **kw):
 def expected(app: Greenroom, data: bytes, tmp_path, question: str = DEFAULT_QUESTION, turns=()) -> str:
     path = tmp_path / "expected.mkv"
     path.write_bytes(data)
-    return app.valley.ask(app.valley.clip(path), question, list(turns), Decoding(8)).text
+    return app.video_model.ask(app.video_model.clip(path), question, list(turns), Decoding(8)).text
 
 
 class Gate:
@@ -126,10 +126,29 @@ async def test_follow_up_questions_go_back_to_the_model_with_the_clip(video_app,
     await video_app.video.idle()
     turns = [(DEFAULT_QUESTION, description)]
     assert replier.messages[1] == expected(video_app, clips["b"], tmp_path, correction, turns)
-    await send(video_app, message("What colour is the pan?"), replier)  # a question in the window
+    question = "What colour is the pan in the video?"
+    await send(video_app, message(question), replier)  # about the clip, in the window
     await video_app.video.idle()
     turns.append((correction, replier.messages[1]))
-    assert replier.messages[2] == expected(video_app, clips["b"], tmp_path, "What colour is the pan?", turns)
+    assert replier.messages[2] == expected(video_app, clips["b"], tmp_path, question, turns)
+    await send(video_app, message("/video ask Is anyone cooking?"), replier)  # asked outright
+    await video_app.video.idle()
+    turns.append((question, replier.messages[2]))
+    assert replier.messages[3] == expected(video_app, clips["b"], tmp_path, "Is anyone cooking?", turns)
+
+
+async def test_other_messages_go_to_the_character_who_knows_what_the_clip_showed(video_app, clips) -> None:
+    replier = RecordingReplier()
+    await send(video_app, clip_message(clips["a"], user="mei"), replier)
+    await video_app.video.idle()
+    description = replier.messages[0]
+    await send(video_app, message("What is your favourite book?"), replier)  # a question, in the window
+    trace = replier.traces[-1]
+    assert trace["character"] == "wren"  # the persona answered, not the video model
+    assert len(video_app.video.threads[message("").key].turns) == 1
+    last = trace["messages"][-1]
+    assert last["role"] == "user" and "What is your favourite book?" in last["content"]
+    assert "Mei shared a video clip" in last["content"] and description in last["content"]
 
 
 async def test_after_the_window_questions_go_to_the_character(video_app, clips) -> None:

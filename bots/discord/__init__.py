@@ -252,7 +252,13 @@ class DiscordAdapter:
 
     def _attachment(self, native: discord.Attachment) -> Attachment:
         mime = native.content_type or ""
-        kind = AttachmentKind.VIDEO if mime.startswith("video/") else AttachmentKind.FILE
+        kind = (
+            AttachmentKind.VIDEO
+            if mime.startswith("video/")
+            else AttachmentKind.IMAGE
+            if mime.startswith("image/")
+            else AttachmentKind.FILE
+        )
         return Attachment(
             kind,
             native.filename,

@@ -249,13 +249,15 @@ class TelegramAdapter:
             (tg.video, AttachmentKind.VIDEO),
             (tg.animation, AttachmentKind.VIDEO),
             (tg.video_note, AttachmentKind.VIDEO),
+            (tg.photo[-1] if tg.photo else None, AttachmentKind.IMAGE),  # the largest size Telegram made
             (tg.document, AttachmentKind.FILE),
         ):
             if media is None:
                 continue
-            mime = getattr(media, "mime_type", None) or ("video/mp4" if kind is AttachmentKind.VIDEO else "")
-            if kind is AttachmentKind.FILE and mime.startswith("video/"):
-                kind = AttachmentKind.VIDEO
+            default_mime = {AttachmentKind.VIDEO: "video/mp4", AttachmentKind.IMAGE: "image/jpeg"}.get(kind, "")
+            mime = getattr(media, "mime_type", None) or default_mime
+            if kind is AttachmentKind.FILE and mime.startswith(("video/", "image/")):
+                kind = AttachmentKind.VIDEO if mime.startswith("video/") else AttachmentKind.IMAGE
             filename = getattr(media, "file_name", None) or f"{kind.value}-{tg.message_id}"
             found.append(
                 Attachment(
