@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import get_args
 
 from greenroom.core.characters import FORMATS
+from greenroom.core.config import VideoSection
 from greenroom.models.fakenews.data import PHASES
 from greenroom.models.valley.errors import RUNTIMES
+
+VIDEO_BACKENDS = get_args(VideoSection.model_fields["backend"].annotation)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -93,13 +97,19 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("url")
     check.add_argument("--json", action="store_true")
 
-    video = sub.add_parser("video", parents=[common], help="describe clips with Valley")
+    video = sub.add_parser("video", parents=[common], help="describe clips and photos")
     vsub = video.add_subparsers(dest="action", required=True)
-    describe = vsub.add_parser("describe", parents=[common], help="describe a clip, or answer a question about it")
+    describe = vsub.add_parser(
+        "describe", parents=[common], help="describe a clip or photo, or answer a question about it"
+    )
     describe.add_argument("file")
     describe.add_argument("--question", help="what to ask (default: describe the clip)")
-    describe.add_argument("--checkpoint", help="Valley folder (default: the config's video.checkpoint)")
-    describe.add_argument("--runtime", choices=RUNTIMES, help="default: the config's video.runtime")
+    describe.add_argument("--backend", choices=VIDEO_BACKENDS, help="default: the config's video.backend")
+    describe.add_argument("--checkpoint", help="valley: the folder (default: the config's video.checkpoint)")
+    describe.add_argument("--runtime", choices=RUNTIMES, help="valley: default the config's video.runtime")
+    describe.add_argument("--model", help="llama_cpp: the GGUF or a catalogue name (default: video.model)")
+    describe.add_argument("--mmproj", help="llama_cpp: its projector (default: video.mmproj)")
+    describe.add_argument("--base-url", help="openai: the server's .../v1 (default: video.base_url)")
     describe.add_argument("--json", action="store_true")
     embed = vsub.add_parser(
         "embed", parents=[common], help="write the (256+T) x hidden visual rows fed to the language model, for checking"

@@ -166,17 +166,21 @@ def _video(app: Greenroom, args: argparse.Namespace) -> int:
 
     from greenroom.models.video.answer import DEFAULT_QUESTION, Decoding
 
-    c = app.config.video
-    if not (args.checkpoint or c.checkpoint):
-        raise CheckpointError("no Valley checkpoint: pass --checkpoint PATH or set video.checkpoint in the config")
-    valley = app.load_valley(args.checkpoint, args.runtime)
-    clip = valley.clip(args.file)
     if args.action == "embed":
+        valley = app.load_valley(args.checkpoint, args.runtime)
+        clip = valley.clip(args.file)
         np.save(args.out, clip.rows)
         print(f"wrote {clip.rows.shape[0]} x {clip.rows.shape[1]} visual rows (frames {clip.indices}) to {args.out}")
         return 0
+    given = {k: getattr(args, k) for k in ("backend", "checkpoint", "runtime", "model", "mmproj", "base_url")}
+    c = app.config.video.model_copy(update={k: v for k, v in given.items() if v})
+    if not c.enabled:
+        needs = {"valley": "--checkpoint PATH", "llama_cpp": "--model GGUF", "openai": "--base-url URL"}[c.backend]
+        raise CheckpointError(f"no video model for the {c.backend} backend: pass {needs} or set it in [video]")
+    model = app.load_video_model(c)
+    clip = model.clip(args.file)
     question = args.question or DEFAULT_QUESTION
-    answer = valley.ask(clip, question, decoding=Decoding(c.max_new_tokens, c.temperature))
+    answer = model.ask(clip, question, [], Decoding(c.max_new_tokens, c.temperature))
     if args.json:
         print(
             json.dumps(
@@ -184,13 +188,15 @@ def _video(app: Greenroom, args: argparse.Namespace) -> int:
                     "file": args.file,
                     "question": question,
                     "answer": answer.text,
-                    "runtime": valley.runtime,
-                    "template": valley.template,
+                    "backend": c.backend,
+                    "runtime": model.runtime,
+                    **({"template": template} if (template := getattr(model, "template", None)) else {}),
                     "frames": clip.indices,
                     "total_frames": clip.total_frames,
                     "prompt_tokens": answer.prompt_tokens,
                     "completion_tokens": len(answer.tokens),
                     "first_token_s": round(answer.first_token_s, 3),
+                    "vision_s": round(answer.vision_s, 3),
                     "seconds": round(answer.seconds, 3),
                 },
                 ensure_ascii=False,

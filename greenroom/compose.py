@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from greenroom.core.adapter import Adapter
 from greenroom.core.characters import Characters
 from greenroom.core.commands import Access, CommandRegistry, Context
-from greenroom.core.config import ENV_PREFIX, Config, secret
+from greenroom.core.config import ENV_PREFIX, Config, VideoSection, secret
 from greenroom.core.dispatch import Dispatcher
 from greenroom.core.factcheck import FactCheck
 from greenroom.core.health import probe
@@ -157,10 +157,10 @@ class Greenroom:
             kernels=self.config.llm.kernels,
         )
 
-    def load_video_model(self, backend: str | None = None) -> VideoModel:
-        """The video backend ``[video]`` configures (``backend`` overrides its choice)."""
-        c = self.config.video
-        backend = backend or c.backend
+    def load_video_model(self, c: VideoSection | None = None) -> VideoModel:
+        """The video backend ``[video]`` configures (the command line may pass it changed)."""
+        c = c or self.config.video
+        backend = c.backend
         limits = Limits(max_seconds=c.max_minutes * 60, max_side=c.max_side, decode_seconds=c.decode_seconds)
         if backend == "llama_cpp":
             from greenroom.models.vlm.llama_cpp import LlamaCppVision
@@ -194,7 +194,7 @@ class Greenroom:
                 limits=limits,
                 n_ctx=c.n_ctx,
             )
-        return self.load_valley()
+        return self.load_valley(c.checkpoint, c.runtime)
 
     @cached_property
     def video_model(self) -> VideoModel:
