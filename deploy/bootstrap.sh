@@ -11,6 +11,18 @@ CACHE=${GREENROOM_CACHE:-$HOME/.cache/greenroom}
 LLAMA_VERSION=0.3.36
 WHEELS="$CACHE/wheels/llama-cpp-python-$LLAMA_VERSION-cpu-variants"
 PIP="$VENV/bin/python -m pip"
+CONVERTER="$CACHE/llama.cpp-$LLAMA_VERSION-convert"
+
+# llama.cpp's converter out of the sdist tarball $1 into $CONVERTER: convert_hf_to_gguf.py, its
+# conversion/ package where the version has one, and gguf-py/ (run with PYTHONPATH=gguf-py).
+# Unpacked beside it first, then moved into place, so a broken run leaves no half folder.
+keep_converter() {
+  local tmp
+  mkdir -p "$CACHE" && tmp=$(mktemp -d "$CACHE/.convert.XXXXXX") && chmod 755 "$tmp"
+  tar -tzf "$1" | grep -E '^[^/]+/vendor/llama\.cpp/(convert_hf_to_gguf\.py$|conversion/|gguf-py/)' |
+    tar -xzf "$1" -C "$tmp" --strip-components=3 --no-recursion -T -
+  rm -rf "$CONVERTER" && mv "$tmp" "$CONVERTER"
+}
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 $PIP install -q --upgrade pip
@@ -33,6 +45,7 @@ if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   SRC=$(mktemp -d)
   $PIP download -q --no-deps --no-binary :all: -d "$SRC" "llama-cpp-python==$LLAMA_VERSION"
   tar -xzf "$SRC"/llama_cpp_python-*.tar.gz -C "$SRC"
+  keep_converter "$SRC"/llama_cpp_python-*.tar.gz
   sed -i -E '/ggml_add_cpu_backend_variant\((sse42|sandybridge|ivybridge|piledriver|cannonlake|cooperlake)[[:space:]]/d' \
     "$SRC/llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp/ggml/src/CMakeLists.txt"
   CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON" \
@@ -41,6 +54,15 @@ if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   rm -rf "$SRC"
 fi
 $PIP install -q --no-deps --force-reinstall "$WHEELS"/llama_cpp_python-*.whl
+
+# 2b. The converter (kept above when the wheel was built): the tests turn tiny random HF models
+#     into GGUFs with it (tests/vlm_fixture.py). With the wheel cached, the sdist is fetched for it.
+if [ ! -f "$CONVERTER/convert_hf_to_gguf.py" ]; then
+  SRC=$(mktemp -d)
+  $PIP download -q --no-deps --no-binary :all: -d "$SRC" "llama-cpp-python==$LLAMA_VERSION"
+  keep_converter "$SRC"/llama_cpp_python-*.tar.gz
+  rm -rf "$SRC"
+fi
 
 # 3. The project with its dependencies and test tools.
 $PIP install -q -e ".[dev]"

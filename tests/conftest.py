@@ -98,6 +98,14 @@ def converted(tmp_path_factory):
     return convert(build_checkpoint(base / "ck"), base / "cpu", "f32") and base / "cpu"
 
 
+@pytest.fixture(scope="session")
+def tiny_vlm():
+    """A tiny random Qwen2-VL with its GGUFs (text, mmproj) from llama.cpp's converter, built once and cached."""
+    from tests.vlm_fixture import build_tiny_vlm
+
+    return build_tiny_vlm()
+
+
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     """Three short lossless clips (bytes), a, b and c."""
