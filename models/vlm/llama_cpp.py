@@ -19,6 +19,7 @@ from pathlib import Path
 
 import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
+from llama_cpp._logger import llama_log_callback
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from greenroom.models.files import ModelFileError, pinned_sha256, resolve_mmproj, resolve_model_path, verified
@@ -34,10 +35,12 @@ SEQ = 0
 
 @dataclass(frozen=True)
 class Prefix:
-    """A clip's prefix in llama.cpp's cache: its next position and its cells, copied out."""
+    """A clip's prefix in llama.cpp's cache: its next position, its tokens (images count as their
+    embeddings) and its cells, copied out."""
 
     n_past: int
-    state: bytes
+    tokens: int
+    state: bytes = b""
 
 
 class LlamaCppVision:
@@ -67,6 +70,9 @@ class LlamaCppVision:
         except (ValueError, RuntimeError) as e:
             raise ModelFileError(f"{path}: llama.cpp could not load it (corrupt or unsupported GGUF: {e})") from None
         llm = self.language.llm
+        # mtmd logs through llama-cpp-python's logger too: errors only (verbose=False)
+        mtmd.mtmd_log_set(llama_log_callback, None)
+        mtmd.mtmd_helper_log_set(llama_log_callback, None)
         params = mtmd.mtmd_context_params_default()
         params.use_gpu = False
         params.print_timings = False
@@ -92,7 +98,7 @@ class LlamaCppVision:
         self.limits = limits
         self.cache_bytes = cache_mb << 20
         self._saved: OrderedDict[str, Prefix] = OrderedDict()
-        self._resident: tuple[str, int] | None = None  # the clip whose prefix is in the cache, and its n_past
+        self._resident: tuple[str, Prefix] | None = None  # the clip whose prefix is in the cache
         self._lock = threading.Lock()
 
     def clip(self, path: str | Path) -> FramesClip:
@@ -118,7 +124,8 @@ class LlamaCppVision:
         with self._lock:
             start = time.perf_counter()
             answer = Answer("")
-            n_past = self._prefix(clip, answer)
+            prefix = self._prefix(clip, answer)
+            n_past = prefix.n_past
             while True:
                 rest = self.language.llm.tokenize(self.render(clip, question, turns)[1].encode(), False, True)
                 room = self.language.n_ctx - n_past - len(rest)
@@ -129,7 +136,7 @@ class LlamaCppVision:
                 raise ClipThreadTooLong(self.language.n_ctx)
             self.language.pos = n_past
             self.language.feed(rest, logits=True)
-            answer.prompt_tokens = n_past + len(rest)
+            answer.prompt_tokens = prefix.tokens + len(rest)
             text = sample(
                 self.language.logits(),
                 self.language.step,
@@ -144,14 +151,15 @@ class LlamaCppVision:
             answer.seconds = time.perf_counter() - start
             return answer
 
-    def _prefix(self, clip: FramesClip, answer: Answer) -> int:
-        """Line the cache up with the clip's prefix (kept, restored, or encoded now); its n_past."""
+    def _prefix(self, clip: FramesClip, answer: Answer) -> Prefix:
+        """Line the cache up with the clip's prefix: kept (the last answer removed), restored, or
+        encoded now."""
         memory = llama_cpp.llama_get_memory(self.language.ctx)
         if self._resident is not None and self._resident[0] == clip.key:
-            n_past = self._resident[1]
-            llama_cpp.llama_memory_seq_rm(memory, SEQ, n_past, -1)
+            prefix = self._resident[1]
+            llama_cpp.llama_memory_seq_rm(memory, SEQ, prefix.n_past, -1)
             answer.reused = True
-            return n_past
+            return prefix
         self._resident = None
         llama_cpp.llama_memory_clear(memory, True)
         saved = self._saved.get(clip.key)
@@ -159,16 +167,16 @@ class LlamaCppVision:
             self._saved.move_to_end(clip.key)
             buffer = (ctypes.c_uint8 * len(saved.state)).from_buffer_copy(saved.state)
             if llama_cpp.llama_state_seq_set_data(self.language.ctx, buffer, len(saved.state), SEQ):
-                self._resident = (clip.key, saved.n_past)
+                self._resident = (clip.key, saved)
                 answer.reused = True
-                return saved.n_past
+                return saved
             llama_cpp.llama_memory_clear(memory, True)
-        n_past = self._encode(clip, answer)
-        self._resident = (clip.key, n_past)
-        self._save(clip.key, n_past)
-        return n_past
+        prefix = self._encode(clip, answer)
+        self._resident = (clip.key, prefix)
+        self._save(clip.key, prefix)
+        return prefix
 
-    def _encode(self, clip: FramesClip, answer: Answer) -> int:
+    def _encode(self, clip: FramesClip, answer: Answer) -> Prefix:
         """Tokenize the prefix with the frames and evaluate it: images through the vision encoder
         (timed as ``answer.vision_s``), their embeddings and the text through the language model."""
         prefix = self.render(clip, DEFAULT_QUESTION, [])[0].encode()
@@ -180,44 +188,47 @@ class LlamaCppVision:
             array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
             if (rc := mtmd.mtmd_tokenize(self._mtmd, chunks, ctypes.byref(text), array, len(bitmaps))) != 0:
                 raise ModelFileError(f"llama.cpp could not lay out the frames for this model (mtmd_tokenize: {rc})")
-            if mtmd.mtmd_helper_get_n_tokens(chunks) + 64 > self.language.n_ctx:
+            tokens = mtmd.mtmd_helper_get_n_tokens(chunks)
+            if tokens + 64 > self.language.n_ctx:
                 raise ClipThreadTooLong(self.language.n_ctx)
             n_past = 0
             for i in range(mtmd.mtmd_input_chunks_size(chunks)):
                 n_past = self._eval_chunk(mtmd.mtmd_input_chunks_get(chunks, i), n_past, answer)
-            return n_past
+            return Prefix(n_past, tokens)
         finally:
             mtmd.mtmd_input_chunks_free(chunks)
             for bitmap in bitmaps:
                 mtmd.mtmd_bitmap_free(bitmap)
 
     def _eval_chunk(self, chunk: mtmd.mtmd_input_chunk_p, n_past: int, answer: Answer) -> int:
-        new_n_past = llama_cpp.llama_pos(0)
-        ctx, batch = self.language.ctx, self.language.n_batch
+        """Evaluate one chunk of the prefix at ``n_past``; the position after it."""
         if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-            rc = mtmd.mtmd_helper_eval_chunk_single(
-                self._mtmd, ctx, chunk, n_past, SEQ, batch, False, ctypes.byref(new_n_past)
-            )
-        else:
-            start = time.perf_counter()
-            if (rc := mtmd.mtmd_encode_chunk(self._mtmd, chunk)) != 0:
-                raise ModelFileError(f"llama.cpp's vision encoder failed on a frame ({rc})")
-            answer.vision_s += time.perf_counter() - start
-            embd = mtmd.mtmd_get_output_embd(self._mtmd)
-            rc = mtmd.mtmd_helper_decode_image_chunk(
-                self._mtmd,
-                ctx,
-                chunk,
-                embd,
-                n_past,
-                SEQ,
-                batch,
-                ctypes.byref(new_n_past),
-                mtmd.mtmd_helper_post_decode_callback(),
-                None,
-            )
+            # as llama-cpp-python's own chat handler does: mtmd's helper restarts text positions at 0
+            # after an image under M-RoPE (0.3.36)
+            count = ctypes.c_size_t()
+            tokens = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
+            self.language.pos = n_past
+            self.language.feed([tokens[i] for i in range(count.value)])
+            return self.language.pos
+        start = time.perf_counter()
+        if (rc := mtmd.mtmd_encode_chunk(self._mtmd, chunk)) != 0:
+            raise ModelFileError(f"llama.cpp's vision encoder failed on a frame ({rc})")
+        answer.vision_s += time.perf_counter() - start
+        new_n_past = llama_cpp.llama_pos(0)
+        rc = mtmd.mtmd_helper_decode_image_chunk(
+            self._mtmd,
+            self.language.ctx,
+            chunk,
+            mtmd.mtmd_get_output_embd(self._mtmd),
+            n_past,
+            SEQ,
+            self.language.n_batch,
+            ctypes.byref(new_n_past),
+            mtmd.mtmd_helper_post_decode_callback(),
+            None,
+        )
         if rc != 0:
-            raise RuntimeError(f"llama.cpp could not evaluate the prompt ({rc})")
+            raise RuntimeError(f"llama.cpp could not evaluate the frames ({rc})")
         return int(new_n_past.value)
 
     def _bitmap(self, jpeg: bytes) -> mtmd.mtmd_bitmap_p:
@@ -227,7 +238,7 @@ class LlamaCppVision:
             raise ModelFileError("llama.cpp could not read a frame")
         return bitmap
 
-    def _save(self, key: str, n_past: int) -> None:
+    def _save(self, key: str, prefix: Prefix) -> None:
         """Copy the prefix's cells out (least recently used dropped beyond ``cache_bytes``)."""
         ctx = self.language.ctx
         size = llama_cpp.llama_state_seq_get_size(ctx, SEQ)
@@ -235,6 +246,6 @@ class LlamaCppVision:
             return
         buffer = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, SEQ)
-        self._saved[key] = Prefix(n_past, bytes(buffer[:written]))
+        self._saved[key] = Prefix(prefix.n_past, prefix.tokens, bytes(buffer[:written]))
         while sum(len(p.state) for p in self._saved.values()) > self.cache_bytes:
             self._saved.popitem(last=False)
