@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import os
 import threading
 
 import pytest
+from PIL import Image
 
 from greenroom.compose import Greenroom
 from greenroom.core.events import Attachment, AttachmentKind
-from greenroom.core.video import BUSY, CLOSING, OFF
+from greenroom.core.video import BUSY, CLOSING, OFF, PHOTO_QUESTION
 from greenroom.models.video.answer import DEFAULT_QUESTION, Decoding
 from tests.helpers import RecordingReplier, answer_with, message
 
@@ -279,3 +281,46 @@ async def test_an_unexpected_error_in_the_video_path_is_logged_and_shown_as_an_i
     error_id = answer.rsplit("error id ", 1)[1].rstrip(").")
     [record] = [r for r in caplog.records if error_id in r.getMessage()]
     assert record.exc_info and "internal detail" in str(record.exc_info[1])  # the traceback is in the log
+
+
+@pytest.fixture
+def vlm_app(make_app, tiny_vlm):
+    """The chat with the tiny vision-language model in llama.cpp as its video backend."""
+    return make_app(
+        f'backend = "llama_cpp"\nmodel = "{tiny_vlm.model}"\nmmproj = "{tiny_vlm.mmproj}"\n'
+        "frames = 4\nframe_side = 112\nn_ctx = 2048\n"
+    )
+
+
+def photo_message(text: str = "", **kw):
+    data = io.BytesIO()
+    Image.new("RGB", (224, 168), (30, 90, 200)).save(data, "PNG")
+
+    async def fetch() -> bytes:
+        return data.getvalue()
+
+    attachment = Attachment(
+        AttachmentKind.IMAGE, "photo.png", len(data.getvalue()), 20_000_000, "", "image/png", fetch=fetch
+    )
+    return dataclasses.replace(message(text, **kw), attachments=(attachment,))
+
+
+async def test_a_vision_language_model_describes_clips_and_photos_in_chat(vlm_app, clips, tmp_path) -> None:
+    replier = RecordingReplier()
+    await send(vlm_app, clip_message(clips["a"]), replier)
+    assert replier.messages == ["Watching your clip…"]
+    await vlm_app.video.idle()
+    assert replier.messages == [expected(vlm_app, clips["a"], tmp_path)]
+    question = "What is in the video?"
+    await send(vlm_app, message(question), replier)
+    await vlm_app.video.idle()
+    assert replier.messages[-1] == expected(
+        vlm_app, clips["a"], tmp_path, question, [(DEFAULT_QUESTION, replier.messages[0])]
+    )
+    photo = RecordingReplier()
+    await send(vlm_app, photo_message(chat="c2"), photo)
+    assert photo.messages[0] == "Looking at your photo…"
+    await vlm_app.video.idle()
+    thread = vlm_app.video.threads[message("", chat="c2").key]
+    assert thread.photo and thread.clip.still and photo.messages == [thread.turns[0][1]]
+    assert thread.turns[0][0] == PHOTO_QUESTION

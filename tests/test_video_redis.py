@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import os
 import shutil
 import signal
@@ -18,13 +19,16 @@ from pathlib import Path
 
 import pytest
 import redis
+from PIL import Image
 from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from greenroom.bots.telegram.html import to_html
 from greenroom.cli import main
-from greenroom.core.video_redis import QUEUE
+from greenroom.core.video import ClipThread
+from greenroom.core.video_redis import QUEUE, RedisThreads
 from greenroom.models.video.answer import DEFAULT_QUESTION
+from greenroom.models.vlm.clip import FramesClip
 from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import AddressedReplier, RecordingReplier, message, running
 from tests.servers import free_port, redis_server
@@ -206,3 +210,25 @@ def test_a_worker_says_when_redis_is_down(config_file, converted, fake, capsys) 
     video_config(config_file, converted, down, fake)
     assert main(["worker", "video", "--config", str(config_file)]) == 2
     assert f"the video queue at {down} cannot be reached" in capsys.readouterr().err
+
+
+def test_a_clip_thread_of_frames_survives_the_trip_through_redis(flushed, tmp_path) -> None:
+    """A vision-language model's clip (frames, times, the file itself) and who shared it come back whole,
+    so any worker answers the follow-up and the bot's character knows the clip."""
+    frames = []
+    for colour in ((200, 0, 0), (0, 200, 0)):
+        out = io.BytesIO()
+        Image.new("RGB", (56, 56), colour).save(out, "JPEG")
+        frames.append(out.getvalue())
+    clip = FramesClip(tuple(frames), (0.0, 1.5), 60, [0, 45], video=b"\x00\x01mp4", mime="video/mp4")
+    threads = RedisThreads(redis.Redis.from_url(flushed), 600)
+    key = message("").key
+    threads.put(key, ClipThread(clip, [("Describe it.", "Two colours.")], "Mei", 1234.5))
+    back = threads.get(key)
+    assert back is not None and back.clip == clip and back.clip.key == clip.key
+    assert (back.turns, back.shared_by, back.at, back.photo) == (
+        [("Describe it.", "Two colours.")],
+        "Mei",
+        1234.5,
+        False,
+    )
