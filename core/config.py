@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from greenroom.errors import UserError
 
@@ -137,7 +137,8 @@ class FactcheckSection(Section):
 class VideoSection(Section):
     # which model describes clips and photos (docs/video.md): Valley v1, a vision-language GGUF in
     # llama.cpp, or an OpenAI-compatible server (vLLM, llama.cpp's server)
-    backend: Literal["valley", "llama_cpp", "openai"] = "valley"
+    # a config that names no backend gets the one whose model it names (Valley's checkpoint, a server)
+    backend: Literal["valley", "llama_cpp", "openai"] = "llama_cpp"
     # valley: "" = off; a folder from `greenroom valley convert` (CPU) or a checkpoint as published (GPU)
     checkpoint: str = ""
     runtime: Literal["auto", "gpu", "cpu"] = "auto"
@@ -175,6 +176,16 @@ class VideoSection(Section):
     redis_password_env: str = "REDIS_PASSWORD"
     job_seconds: float = Field(600.0, ge=5)  # a job's time limit; a dead worker's job is re-run after this
     retries: int = Field(2, ge=0)  # times a job is re-run after its worker died
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_by_model(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "backend" not in data:
+            if data.get("checkpoint"):
+                return {**data, "backend": "valley"}
+            if data.get("base_url"):
+                return {**data, "backend": "openai"}
+        return data
 
     @property
     def enabled(self) -> bool:
