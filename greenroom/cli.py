@@ -172,8 +172,10 @@ def _video(app: Greenroom, args: argparse.Namespace) -> int:
         np.save(args.out, clip.rows)
         print(f"wrote {clip.rows.shape[0]} x {clip.rows.shape[1]} visual rows (frames {clip.indices}) to {args.out}")
         return 0
-    given = {k: getattr(args, k) for k in ("backend", "checkpoint", "runtime", "model", "mmproj", "base_url")}
-    c = app.config.video.model_copy(update={k: v for k, v in given.items() if v})
+    given = {k: v for k in ("checkpoint", "runtime", "model", "mmproj", "base_url") if (v := getattr(args, k))}
+    named = {"checkpoint": "valley", "model": "llama_cpp", "base_url": "openai"}  # a model names its backend
+    backend = args.backend or next((b for key, b in named.items() if key in given), app.config.video.backend)
+    c = app.config.video.model_copy(update={**given, "backend": backend})
     if not c.enabled:
         needs = {"valley": "--checkpoint PATH", "llama_cpp": "--model GGUF", "openai": "--base-url URL"}[c.backend]
         raise CheckpointError(f"no video model for the {c.backend} backend: pass {needs} or set it in [video]")

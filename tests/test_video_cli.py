@@ -56,9 +56,9 @@ def test_bad_inputs_get_a_message_and_exit_2(config_file, tmp_path, capsys) -> N
     common = ["--config", str(config_file)]
     (tmp_path / "noise.mp4").write_bytes(b"\x00garbage" * 100)
     assert main([*common, "video", "describe", str(tmp_path / "noise.mp4")]) == 2
-    assert "no video model for the valley backend: pass --checkpoint" in capsys.readouterr().err
-    assert main([*common, "video", "describe", str(tmp_path / "noise.mp4"), "--backend", "llama_cpp"]) == 2
-    assert "pass --model GGUF" in capsys.readouterr().err
+    assert "no video model for the llama_cpp backend: pass --model GGUF" in capsys.readouterr().err
+    assert main([*common, "video", "describe", str(tmp_path / "noise.mp4"), "--backend", "valley"]) == 2
+    assert "pass --checkpoint PATH" in capsys.readouterr().err
     assert main([*common, "valley", "convert", str(tmp_path), str(tmp_path / "out")]) == 2
     assert "no config.json" in capsys.readouterr().err
     checkpoint = build_checkpoint(tmp_path / "ck")
