@@ -10,7 +10,6 @@ in order, sha256-checked, never imported) unless the model cache already holds t
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from greenroom.models.locations import sha256_of
 from tests.bench.common import table
 
 PROMPT_TOKENS = 401
@@ -52,14 +52,6 @@ def _package_folder(name: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _chunked_model(file: str, prefix: str, count: int, sha256: str, scratch: Path) -> Path | None:
     """The model from the model cache, else concatenated from its packages into ``scratch``; None if not installed."""
     cached = Path(os.environ.get("GREENROOM_CACHE") or Path.home() / ".cache" / "greenroom") / "models" / file
@@ -73,7 +65,7 @@ def _chunked_model(file: str, prefix: str, count: int, sha256: str, scratch: Pat
         for n, folder in enumerate(folders, 1):
             assert folder is not None
             sink.write((folder / "data" / f"part{n:02d}.bin").read_bytes())
-    if _sha256(out) != sha256:
+    if sha256_of(out) != sha256:
         raise SystemExit(f"{file}: the concatenated chunks do not match the pinned sha256")
     return out
 
