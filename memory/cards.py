@@ -21,10 +21,7 @@ from greenroom.memory.characters import Character, CharacterError, Story, slug
 
 V2 = "chara_card_v2"
 V3 = "chara_card_v3"
-DEFAULT_PROMPT = (
-    "You are {{char}}. Stay in character and answer as {{char}} would, in {{char}}'s voice.\n\n"
-    "{description}\n\nPersonality: {personality}\n\nScenario: {scenario}"
-)
+OPENING = "You are {{char}}. Stay in character and answer as {{char}} would, in {{char}}'s voice."
 V2_DATA: dict[str, Any] = {  # every V2 data field, with its empty value
     "name": "",
     "description": "",
@@ -100,11 +97,7 @@ def card_to_character(
         raise CharacterError(
             f"{where}: the card is empty (no description, personality, scenario, system prompt or example messages)"
         )
-    default = DEFAULT_PROMPT.format(
-        description=_text(data, "description", where),
-        personality=_text(data, "personality", where),
-        scenario=_text(data, "scenario", where),
-    )
+    default = default_prompt(*(_text(data, k, where) for k in ("description", "personality", "scenario")))
     own = _text(data, "system_prompt", where)
     prompt = own.replace("{{original}}", default) if own else default
     examples = [e.strip() for e in re.split(r"^\s*<START>\s*$", _text(data, "mes_example", where), flags=re.M | re.I)]
@@ -133,6 +126,13 @@ def card_to_character(
     )
     lore = len(extra["book"].get("entries", []))
     return character, f"read a {spec.replace('_', ' ')}" + (f" with {lore} lore entries" if lore else "")
+
+
+def default_prompt(description: str, personality: str, scenario: str) -> str:
+    """The persona of a card without its own system prompt. Joined, never ``str.format``-ed: card
+    text is full of braces (``{{char}}``) that formatting would turn into literal ``{char}``."""
+    parts = [OPENING, description, personality and f"Personality: {personality}", scenario and f"Scenario: {scenario}"]
+    return "\n\n".join(p for p in parts if p)
 
 
 def _book(book: Any, fill: Callable[[str], str], where: str) -> dict[str, Any]:

@@ -70,6 +70,18 @@ def test_v2_json_card_maps_into_a_character(tmp_path):
     assert imported.note == "read a chara card v2"
 
 
+def test_a_card_without_its_own_system_prompt_names_the_character_in_every_place() -> None:
+    """Most cards leave system_prompt empty: the default persona must not carry `{char}` left over
+    from formatting the card's braces (SillyTavern's Seraphina got "You are {char}.")."""
+    c, _ = card_to_character(V2, "card")
+    assert c.system_prompt.startswith("You are Captain Mira. Stay in character and answer as Captain Mira would")
+    assert "{char}" not in c.system_prompt and "{{char}}" not in c.system_prompt
+    v1, _ = card_to_character({"name": "Ash", "description": "{{char}} keeps bees."}, "card")
+    assert v1.system_prompt == (
+        "You are Ash. Stay in character and answer as Ash would, in Ash's voice.\n\nAsh keeps bees."
+    )
+
+
 def test_png_card_and_v3_chunk_wins(tmp_path):
     v3 = {"spec": "chara_card_v3", "spec_version": "3.0", "data": {**V2["data"], "nickname": "Mira"}}
     path = tmp_path / "mira.png"
