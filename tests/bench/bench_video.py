@@ -5,22 +5,41 @@ every frame to RGB and picking 8 by index, on synthetic H.264 clips made with ff
 Vision: the built path (CLIP cut to 23 layers, bf16 where the CPU has bf16 matrix units, pool
 in CLIP space, project 264 rows) against the naive one (24-layer fp32 tower, hidden_states[-2],
 project all 2056 tokens, then pool), with the row cosine between their visual rows.
+Backends: a describe and a follow-up question per video backend (tiny random models), with where the
+time went, against llama-cpp-python's own chat handler, which encodes every frame for every question.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+from llama_cpp import Llama
+from llama_cpp.llama_chat_format import Qwen25VLChatHandler
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from greenroom.models.valley.model import vision_dtype_for
+from greenroom.models.llm.kernels import load_cpu_kernels
+from greenroom.models.valley.convert import convert
+from greenroom.models.valley.model import Valley, load_valley, vision_dtype_for
 from greenroom.models.valley.vision import VisualEncoder, build_tower, project_then_pool
-from greenroom.models.video.frames import frame_indices, read_frames
+from greenroom.models.video.answer import DEFAULT_QUESTION, Decoding
+from greenroom.models.video.frames import Limits, frame_indices, read_frames
+from greenroom.models.vlm.clip import FramesClip, read_clip
+from greenroom.models.vlm.layout import frame_parts, messages
+from greenroom.models.vlm.llama_cpp import LlamaCppVision
+from greenroom.models.vlm.openai import OpenAIVision
 from tests.bench.common import median, table, timed
 from tests.clips import decode_every_frame, pattern_clip
+from tests.servers import llama_server
+from tests.valley_fixture import build_checkpoint
+from tests.vlm_fixture import build_tiny_vlm
 
 VIT_L = dict(
     hidden_size=1024,
@@ -102,9 +121,200 @@ def vision() -> None:
     )
 
 
+SIDE = 224  # frame side for the Qwen2-VL backends (Valley's transform takes 224 px itself)
+DECODING = Decoding(max_new_tokens=16)  # greedy
+FOLLOW_UP = "What colours are in it?"
+LABELS = {
+    "valley": "valley (tiny Valley, another model)",
+    "llama_cpp": "llama_cpp",
+    "openai": "openai (llama-cpp-python server)",
+    "baseline": "baseline: chat handler in process",
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One describe and one follow-up of the clip (ms). ``first`` is the first question after the frames
+    (vision + language); ``vision`` is None where it is not measured apart (a server, the chat handler)."""
+
+    frames: float
+    vision: float | None
+    first: float
+    follow: float
+    tokens: str = "-"  # new tokens, first/follow-up, where the backend counts them
+    reused: bool = False  # the follow-up reused the clip's encoded prefix
+
+
+def ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000
+
+
+def valley_run(valley: Valley, path: Path) -> Run:
+    """Valley: ``clip`` (frames + vision tower) then ``ask``; frames timed apart with ``read_frames``."""
+    start = time.perf_counter()
+    read_frames(path, valley.frames, valley.limits)
+    frames = ms(start)
+    start = time.perf_counter()
+    clip = valley.clip(path)
+    encoded = ms(start)
+    start = time.perf_counter()
+    first = valley.ask(clip, DEFAULT_QUESTION, [], DECODING)
+    asked = ms(start)
+    start = time.perf_counter()
+    follow = valley.ask(clip, FOLLOW_UP, [(DEFAULT_QUESTION, first.text)], DECODING)
+    follow_ms = ms(start)
+    tokens = f"{len(first.tokens)}/{len(follow.tokens)}"
+    return Run(frames, encoded - frames, encoded - frames + asked, follow_ms, tokens, follow.reused)
+
+
+def vlm_run(backend: LlamaCppVision | OpenAIVision, path: Path) -> Run:
+    """A Qwen2-VL backend: ``clip`` (frames), the first question (vision + language), the follow-up."""
+    clip = backend.clip(path)
+    start = time.perf_counter()
+    first = backend.ask(clip, DEFAULT_QUESTION, [], DECODING)
+    first_ms = ms(start)
+    start = time.perf_counter()
+    follow = backend.ask(clip, FOLLOW_UP, [(DEFAULT_QUESTION, first.text)], DECODING)
+    follow_ms = ms(start)
+    local = isinstance(backend, LlamaCppVision)
+    tokens = f"{len(first.tokens)}/{len(follow.tokens)}" if local else "-"
+    return Run(
+        clip.frames_s * 1000, first.vision_s * 1000 if local else None, first_ms, follow_ms, tokens, follow.reused
+    )
+
+
+def handler_run(llama: Llama, clip: FramesClip) -> Run:
+    """The baseline: llama-cpp-python's chat handler, the same messages the server gets (frames as
+    ``image_url`` data URIs), every frame encoded again for each question."""
+
+    def complete(question: str, turns: list[tuple[str, str]]) -> tuple[str, int, float]:
+        start = time.perf_counter()
+        reply = llama.create_chat_completion(
+            messages(frame_parts(clip, False), question, turns),
+            temperature=0.0,
+            repeat_penalty=1.0,
+            max_tokens=DECODING.max_new_tokens,
+        )
+        return reply["choices"][0]["message"]["content"] or "", reply["usage"]["completion_tokens"], ms(start)  # type: ignore[index]
+
+    text, first_tokens, first = complete(DEFAULT_QUESTION, [])
+    _, follow_tokens, follow = complete(FOLLOW_UP, [(DEFAULT_QUESTION, text.strip())])
+    return Run(clip.frames_s * 1000, None, first, follow, f"{first_tokens}/{follow_tokens}")
+
+
+def rounds(runners: dict[str, Callable[[], Run]], repeat: int = 3) -> dict[str, list[Run]]:
+    """``repeat`` rounds after one unmeasured, each backend once a round (interleaved, so load from
+    elsewhere on the machine falls on all of them alike)."""
+    out: dict[str, list[Run]] = {name: [] for name in runners}
+    for measured in [False] + [True] * repeat:
+        for name, run in runners.items():
+            done = run()
+            if measured:
+                out[name].append(done)
+    return out
+
+
+@contextmanager
+def tiny_vlm_runners(path: Path, folder: Path) -> Iterator[dict[str, Callable[[], Run]]]:
+    """The llama_cpp backend (a fresh one each run: else the first question would reuse the clip), the
+    openai backend on llama-cpp-python's server and the chat handler baseline, on the tiny Qwen2-VL;
+    none where it cannot be built."""
+    try:
+        tiny = build_tiny_vlm()
+    except pytest.skip.Exception as e:
+        print(f"\nVideo backends: no tiny Qwen2-VL ({e.msg}); llama_cpp, openai and the baseline left out")
+        yield {}
+        return
+    load_cpu_kernels()
+    args = ("--clip_model_path", str(tiny.mmproj), "--chat_format", "qwen2.5-vl")
+    handler = Qwen25VLChatHandler(clip_model_path=str(tiny.mmproj), verbose=False)
+    llama = Llama(model_path=str(tiny.model), chat_handler=handler, n_ctx=4096, verbose=False)
+    try:
+        with llama_server(tiny.model, folder / "server.log", *args) as url:
+            server = OpenAIVision(url, frames=8, side=SIDE, retries=0)
+            yield {
+                "llama_cpp": lambda: vlm_run(
+                    LlamaCppVision(str(tiny.model), str(tiny.mmproj), n_ctx=4096, side=SIDE), path
+                ),
+                "openai": lambda: vlm_run(server, path),
+                "baseline": lambda: handler_run(llama, read_clip(path, 8, Limits(), SIDE)),
+            }
+    finally:
+        llama.close()
+
+
+def share(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.0f}%"
+
+
+def backends() -> None:
+    """Each video backend on a 10 s clip: describe time and its split, a follow-up against the first
+    question, the Qwen2-VL backends against llama-cpp-python's chat handler."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        path = pattern_clip(folder / "clip.mp4", 10, "320x240")
+        convert(build_checkpoint(folder / "valley"), folder / "valley-cpu", "f32")
+        valley = load_valley(folder / "valley-cpu")
+        with tiny_vlm_runners(path, folder) as runners:
+            results = rounds({"valley": lambda: valley_run(valley, path), **runners})
+    base = results.get("baseline")
+
+    def vs(done: list[Run], measure: Callable[[Run], float]) -> float | str:
+        """Median over the rounds of the run's figure over the baseline's in the same round."""
+        return median([measure(r) / measure(b) for r, b in zip(done, base, strict=True)]) if base else "-"
+
+    describe_rows: list[list[object]] = []
+    follow_rows: list[list[object]] = []
+    for name, done in results.items():
+        frames, first, follow = (median([getattr(r, k) for r in done]) for k in ("frames", "first", "follow"))
+        whole = frames + first
+        if done[0].vision is not None:
+            vision = median([r.vision or 0.0 for r in done])
+            split = [share(vision, whole), share(first - vision, whole), "-"]
+        else:
+            split = ["-", "-", share(first, whole)]
+        describe_rows.append(
+            [LABELS[name], whole, share(frames, whole), *split, vs(done, lambda r: r.frames + r.first)]
+        )
+        follow_rows.append(
+            [
+                LABELS[name],
+                first,
+                follow,
+                median([r.follow / r.first for r in done]),
+                vs(done, lambda r: r.first),
+                vs(done, lambda r: r.follow),
+                done[0].tokens,
+                "yes" if all(r.reused for r in done) else "no",
+            ]
+        )
+    title = f"8 frames of a 10 s 320x240 clip, {SIDE} px for Qwen2-VL, greedy {DECODING.max_new_tokens} new tokens"
+    table(
+        f"Video backends, describe a clip ({title}; tiny random models; median of 3, ratios per round)",
+        ["backend", "describe ms", "frames", "vision", "language", "server / handler", "vs baseline"],
+        describe_rows,
+    )
+    table(
+        "Video backends, a follow-up (the first Q/A as a turn) against the first question, after the frames"
+        " (median of 3, ratios per round)",
+        [
+            "backend",
+            "first ms",
+            "follow-up ms",
+            "follow-up/first",
+            "first vs baseline",
+            "follow-up vs baseline",
+            "new tokens",
+            "reused",
+        ],
+        follow_rows,
+    )
+
+
 def main() -> None:
     sampling()
     vision()
+    backends()
 
 
 if __name__ == "__main__":
