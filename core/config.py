@@ -12,8 +12,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from greenroom.errors import UserError
 
@@ -35,6 +36,17 @@ class BotSection(Section):
     owners: list[str] = ["console:local"]
     admins: list[str] = []
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    timezone: str = ""  # an IANA name ("Asia/Shanghai") for cards' {{time}} and {{date}}; "" = the machine's
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        if name:
+            try:
+                ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone '{name}' (an IANA name such as Asia/Shanghai or UTC)") from None
+        return name
 
 
 class ConsoleSection(Section):

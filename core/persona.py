@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
+from datetime import datetime, tzinfo
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from greenroom.core.commands import Context
 from greenroom.core.config import PersonaSection, persona_settings
 from greenroom.core.events import Actor, ConversationKey, Message
 from greenroom.core.lore import select_lore
+from greenroom.core.macros import MacroContext, expand
 from greenroom.core.metrics import Metrics
 from greenroom.core.prompt import (
     Budgets,
@@ -40,10 +42,12 @@ from greenroom.core.prompt import (
 from greenroom.core.reply import StreamingReply
 from greenroom.core.threads import iterate_in_thread
 from greenroom.errors import UserError
+from greenroom.memory.characters import Character
 from greenroom.memory.db import DatabaseError
 from greenroom.memory.history import History, Turn
 from greenroom.memory.library import Library, Loaded, Retrieved
 from greenroom.memory.long_term import LongTermMemory
+from greenroom.memory.lorebook_store import LorebookStore
 from greenroom.memory.settings import Settings
 from greenroom.models.llm import LLM, Generation, Messages, Sampling
 
@@ -83,6 +87,8 @@ class PersonaEngine:
         metrics: Metrics | None = None,
         memory: LongTermMemory | None = None,
         clip_note: Callable[[ConversationKey], str] | None = None,
+        zone: tzinfo | None = None,
+        lorebooks: LorebookStore | None = None,
     ) -> None:
         self.library = library
         self.history = history
@@ -92,6 +98,8 @@ class PersonaEngine:
         self.metrics = metrics or Metrics()
         self.memory = memory
         self.clip_note = clip_note  # what the last clip shared in the conversation showed (core.video)
+        self.zone = zone  # macros' time and date (``bot.timezone``; None: the machine's)
+        self.lorebooks = lorebooks  # books attached to characters and chats, beside the card's own
         self.model_gate = asyncio.Semaphore(llm.slots)
 
     # ----- who is talking to whom ------------------------------------------------------------
@@ -103,15 +111,21 @@ class PersonaEngine:
         """The user's name in the story: set with /iam, else their display name."""
         return self.settings.get(actor.ref, "iam") or actor.display_name
 
+    def macros(self, key: ConversationKey, character: Character, user: str, idle: float | None = None) -> MacroContext:
+        """What a card's macros expand to in this conversation, now; ``idle``: seconds since the
+        user's previous message."""
+        now = datetime.now(self.zone) if self.zone else datetime.now().astimezone()
+        return MacroContext(character.speakers[0], user, str(key), now, idle)
+
     def greeting(self, key: ConversationKey, user: str) -> str | None:
         """The character's greeting the first time this conversation meets it, else None."""
-        loaded = self.library.get(self.character_id(key))
-        marker = f"greeted:{loaded.character.id}"
-        if not loaded.character.greeting or self.settings.get(str(key), marker):
+        character = self.library.get(self.character_id(key)).character
+        marker = f"greeted:{character.id}"
+        if not character.greeting or self.settings.get(str(key), marker):
             return None
         self.settings.set(str(key), marker, "1")
-        options = [loaded.character.greeting, *loaded.character.extra.get("alternate_greetings", [])]
-        return options[zlib.crc32(str(key).encode()) % len(options)].replace("{{user}}", user)
+        options = [character.greeting, *character.extra.get("alternate_greetings", [])]
+        return expand(options[zlib.crc32(str(key).encode()) % len(options)], self.macros(key, character, user))
 
     # ----- one turn ----------------------------------------------------------------------------
 
@@ -125,22 +139,25 @@ class PersonaEngine:
         query = query_string(role, text) if mode == "haruhi2" else text  # ChatHaruhi embeds the wrapped line
         vector = self.library.embedder.query(query)  # the hot path's one embedding (twice in haruhi2 mode)
         hits = self._scenes(message, character.id, query, vector, settings)
+        recent = self.history.recent(str(message.key), character.id, HISTORY_WINDOW)
+        mine = [t.at for t in recent if t.user_id == message.author.ref]
+        macros = self.macros(message.key, character, role, time.time() - mine[-1] if mine else None)
         ranked = [
-            StoryRef(h.story.source, h.story.text.replace("{{user}}", role), h.story.tokens, round(h.score, 4))
-            for h in hits
+            StoryRef(h.story.source, expand(h.story.text, macros), h.story.tokens, round(h.score, 4)) for h in hits
         ]
-        past = [
-            PastTurn(t.speaker, t.user_text, t.reply, t.reply_raw, t.id)
-            for t in self.history.recent(str(message.key), character.id, HISTORY_WINDOW)
-        ]
+        past = [PastTurn(t.speaker, t.user_text, t.reply, t.reply_raw, t.id) for t in recent]
         count = self.llm.count_tokens
         remembers = self.memory is not None and settings["memory"]
         reused = vector if query == text else None
         recalled = self._recall(message, loaded, text, reused, settings, mode) if remembers else []
+        attached = self.lorebooks.books_for(character.id, message.key.chat) if self.lorebooks else []
         before, after = select_lore(
-            character.extra.get("book", {}), [x for t in past for x in (t.user_text, t.reply)] + [text], count
+            [character.extra.get("book", {}), *attached],
+            [x for t in past for x in (t.user_text, t.reply)] + [text],
+            count,
+            character.name,
         )
-        system_prompt = "\n\n".join(filter(None, (before, character.system_prompt, after))).replace("{{user}}", role)
+        system_prompt = expand("\n\n".join(filter(None, (before, character.system_prompt, after))), macros)
         note = self.clip_note(message.key) if self.clip_note is not None else ""
         budgets = Budgets(
             settings["story_budget"],
@@ -163,7 +180,7 @@ class PersonaEngine:
                 prompt.messages[-1] = {"role": "user", "content": f"{note}\n\n{prompt.messages[-1]['content']}"}
             else:
                 prompt.messages.insert(len(prompt.messages) - 1, {"role": "system", "content": note})
-        if post := character.extra.get("post_history", "").replace("{{user}}", role):
+        if post := expand(character.extra.get("post_history", ""), macros):
             if mode == "chat":  # keep strict alternation: the instruction rides on the last user turn
                 prompt.messages[-1] = {"role": "user", "content": f"{prompt.messages[-1]['content']}\n\n{post}"}
             else:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cached_property, partial
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from greenroom.core.adapter import Adapter
 from greenroom.core.characters import Characters
@@ -22,6 +23,7 @@ from greenroom.core.config import ENV_PREFIX, Config, VideoSection, secret
 from greenroom.core.dispatch import Dispatcher
 from greenroom.core.factcheck import FactCheck
 from greenroom.core.health import probe
+from greenroom.core.lorebooks import Lorebooks
 from greenroom.core.metrics import Metrics
 from greenroom.core.persona import PersonaEngine
 from greenroom.core.plugins import ADAPTERS, COMMANDS, HANDLERS, AdapterHost, load_plugins
@@ -32,6 +34,7 @@ from greenroom.memory.db import Database, database_url, ensure_writable
 from greenroom.memory.history import History
 from greenroom.memory.library import Library
 from greenroom.memory.long_term import LongTermMemory
+from greenroom.memory.lorebook_store import LorebookStore
 from greenroom.memory.model_choice import ModelChoice
 from greenroom.memory.settings import Settings
 from greenroom.memory.store import Cluster, EdgeStore, MemoryStore, ServerStore
@@ -220,6 +223,14 @@ class Greenroom:
         )
 
     @cached_property
+    def lorebook_store(self) -> LorebookStore:
+        return LorebookStore(self.db)
+
+    @cached_property
+    def lorebooks(self) -> Lorebooks:
+        return Lorebooks(self.lorebook_store, self.db, self.config.fetch)
+
+    @cached_property
     def long_term(self) -> LongTermMemory:
         """Each conversation's memories: rows in the database, vectors in the memory store."""
         return LongTermMemory(self.db, self.store, lambda: self.embedder)
@@ -236,6 +247,8 @@ class Greenroom:
                 self.metrics,
                 self.long_term,
                 self.video.note if self.config.video.enabled else None,
+                ZoneInfo(self.config.bot.timezone) if self.config.bot.timezone else None,
+                lorebooks=self.lorebook_store,
             )
         return self._persona
 

@@ -26,9 +26,10 @@ class Turn:
 
 @dataclass(frozen=True)
 class StoredTurn(Turn):
-    """A turn as read back: its id, increasing within a conversation."""
+    """A turn as read back: its id, increasing within a conversation, and when it was stored."""
 
     id: int = 0
+    at: float = 0.0
 
 
 class History:
@@ -53,7 +54,15 @@ class History:
     def recent(self, conversation: str, character_id: str, limit: int = 64) -> list[StoredTurn]:
         """The newest turns, oldest first."""
         query = (
-            select(turns.c.user_id, turns.c.speaker, turns.c.user_text, turns.c.reply, turns.c.reply_raw, turns.c.id)
+            select(
+                turns.c.user_id,
+                turns.c.speaker,
+                turns.c.user_text,
+                turns.c.reply,
+                turns.c.reply_raw,
+                turns.c.id,
+                turns.c.created_at,
+            )
             .where(turns.c.conversation == conversation, turns.c.character_id == character_id)
             .order_by(turns.c.id.desc())
             .limit(limit)
