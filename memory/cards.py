@@ -14,10 +14,10 @@ from __future__ import annotations
 import base64
 import copy
 import re
-from collections.abc import Callable
 from typing import Any
 
 from greenroom.memory.characters import Character, CharacterError, Story, slug
+from greenroom.memory.lorebooks import read_book
 
 V2 = "chara_card_v2"
 V3 = "chara_card_v3"
@@ -38,21 +38,6 @@ V2_DATA: dict[str, Any] = {  # every V2 data field, with its empty value
     "character_version": "",
     "extensions": {},
 }
-BOOK_KEYS = (
-    "keys",
-    "secondary_keys",
-    "content",
-    "enabled",
-    "insertion_order",
-    "case_sensitive",
-    "constant",
-    "selective",
-    "position",
-    "name",
-    "priority",
-    "id",
-    "comment",
-)
 
 
 def _fields(card: dict[str, Any], where: str) -> tuple[dict[str, Any], str]:
@@ -87,8 +72,7 @@ def card_to_character(
         raise CharacterError(f"{where}: the card has no 'name'")
 
     def fill(text: str) -> str:
-        text = re.sub(r"\{\{char\}\}|<BOT>", lambda _: char, text, flags=re.I)
-        return re.sub(r"<USER>", "{{user}}", text, flags=re.I)
+        return fill_names(text, char)
 
     persona = [
         _text(data, k, where) for k in ("description", "personality", "scenario", "system_prompt", "mes_example")
@@ -109,7 +93,7 @@ def card_to_character(
     extra: dict[str, Any] = {
         "alternate_greetings": [fill(g) for g in greetings if g.strip()],
         "post_history": fill(post),
-        "book": _book(data.get("character_book"), fill, where),
+        "book": read_book(data["character_book"], where, "character_book", fill) if data.get("character_book") else {},
         "card": card,
     } | ({"image": base64.b64encode(image).decode("ascii")} if image else {})
     ours = (data.get("extensions") or {}).get("greenroom") or {}  # written by character_to_card
@@ -128,31 +112,17 @@ def card_to_character(
     return character, f"read a {spec.replace('_', ' ')}" + (f" with {lore} lore entries" if lore else "")
 
 
+def fill_names(text: str, char: str) -> str:
+    """Card text with `{{char}}` and `<BOT>` as the name, and `<USER>` as `{{user}}` (filled each turn)."""
+    text = re.sub(r"\{\{char\}\}|<BOT>", lambda _: char, text, flags=re.I)
+    return re.sub(r"<USER>", "{{user}}", text, flags=re.I)
+
+
 def default_prompt(description: str, personality: str, scenario: str) -> str:
     """The persona of a card without its own system prompt. Joined, never ``str.format``-ed: card
     text is full of braces (``{{char}}``) that formatting would turn into literal ``{char}``."""
     parts = [OPENING, description, personality and f"Personality: {personality}", scenario and f"Scenario: {scenario}"]
     return "\n\n".join(p for p in parts if p)
-
-
-def _book(book: Any, fill: Callable[[str], str], where: str) -> dict[str, Any]:
-    """The card's lorebook, checked and with names filled in."""
-    if not book:
-        return {}
-    if not isinstance(book, dict) or not isinstance(book.get("entries", []), list):
-        raise CharacterError(f"{where}: 'character_book' must be an object with an 'entries' list")
-    entries = []
-    for i, entry in enumerate(book.get("entries", [])):
-        if (
-            not isinstance(entry, dict)
-            or not isinstance(entry.get("keys", []), list)
-            or not isinstance(entry.get("content", ""), str)
-        ):
-            raise CharacterError(f"{where}: character_book entry {i} needs 'keys' (a list) and 'content' (text)")
-        kept = {k: entry[k] for k in BOOK_KEYS if k in entry}
-        kept["content"] = fill(kept.get("content", ""))
-        entries.append(kept)
-    return {"scan_depth": book.get("scan_depth"), "token_budget": book.get("token_budget"), "entries": entries}
 
 
 def card_image(character: Character) -> bytes | None:

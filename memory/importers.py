@@ -13,6 +13,7 @@ from greenroom.memory.card_files import CARD_SUFFIXES, read_card_file
 from greenroom.memory.cards import card_to_character
 from greenroom.memory.characters import Character, CharacterError, load_chatharuhi_folder
 from greenroom.memory.chatharuhi_jsonl import read_jsonl
+from greenroom.memory.lorebook_files import not_a_card
 
 FORMATS = "a ChatHaruhi folder, a .zip of one, a ChatHaruhi role .jsonl, or a Character Card (.json, .png, .charx)"
 
@@ -52,6 +53,7 @@ def read_character(path: str | Path, name: str | None, column: str, dim: int) ->
         return Imported(character, vectors, note)
     if suffix in CARD_SUFFIXES:
         card, image = read_card_file(path)
+        not_a_card(card, path.name)
         character, note = card_to_character(card, path.name, name, image)
         return Imported(character, None, note)
     raise CharacterError(f"{path.name}: unsupported format; expected {FORMATS}")
