@@ -192,15 +192,15 @@ def test_lorebook_entries_trigger_by_key_with_budget_and_position():
 
     book = card_to_character(RICH, "x")[0].extra["book"]
     words = lambda t: len(t.split())
-    before, after = select_lore(book, ["What is the Storm like?"], words)
+    before, after = select_lore([book], ["What is the Storm like?"], words)
     assert before == "Captain Mira never lies." and after == "The storm wall is a permanent hurricane."
-    _, after = select_lore(book, ["the kestrel and the storm"], words)
+    _, after = select_lore([book], ["the kestrel and the storm"], words)
     assert "brass hull" not in after  # case-sensitive key
-    _, after = select_lore(book, ["Tell me about the Kestrel", "the engine", "a fire!"], words)
+    _, after = select_lore([book], ["Tell me about the Kestrel", "the engine", "a fire!"], words)
     assert after == "The Kestrel has a brass hull.\nEngine fires are fought with sand."  # by insertion order
-    _, after = select_lore(book, ["engine trouble"], words)
+    _, after = select_lore([book], ["engine trouble"], words)
     assert "sand" not in after  # selective: needs a secondary key too
-    before, after = select_lore(book, ["storm on the Kestrel"], lambda t: 40)
+    before, after = select_lore([book], ["storm on the Kestrel"], lambda t: 40)
     assert (before, after) == ("Captain Mira never lies.", "")  # a 60-token budget: the first in order fits
 
 
