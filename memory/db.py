@@ -174,13 +174,14 @@ class Database:
             yield conn
 
     def upsert(self, conn: Connection, table: Table, values: dict[str, Any], keys: list[str]) -> None:
-        """Insert a row, or update the one with the same ``keys``."""
+        """Insert a row, or update the one with the same ``keys`` (keep it, when every column is a key)."""
         insert = sqlite_insert if self.sqlite else pg_insert
         statement = insert(table).values(**values)
+        changes = {k: statement.excluded[k] for k in values if k not in keys}
         conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=keys, set_={k: statement.excluded[k] for k in values if k not in keys}
-            )
+            statement.on_conflict_do_update(index_elements=keys, set_=changes)
+            if changes
+            else statement.on_conflict_do_nothing(index_elements=keys)
         )
 
     def ping(self) -> None:

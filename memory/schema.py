@@ -3,7 +3,8 @@
 Everything that is state lives here, so several processes sharing one database serve one bot:
 the character registry and its stories, chat settings (mode, character, allow/deny lists),
 dialogue history and each conversation's long-term memories, link verdicts, the audit log, uploaded
-character files, load leases and the order of each conversation's turns across processes.
+character files, lorebooks and what they are attached to, load leases and the order of each
+conversation's turns across processes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -144,4 +146,28 @@ conversation_turns = Table(  # messages waiting or running, per conversation, in
     Column("holder", Text, nullable=False),  # host:pid of the process that took it
     Column("joined", Float, nullable=False),
     Column("at", Float, nullable=False),  # last renewed
+)
+
+lorebooks = Table(  # lorebooks loaded on their own (memory/lorebook_store.py)
+    "lorebooks",
+    metadata,
+    Column("owner", Text, primary_key=True),  # "" = bot-wide, else the chat it was loaded in
+    Column("id", Text, primary_key=True),  # a slug, unique per owner
+    Column("name", Text, nullable=False),
+    Column("book", Text, nullable=False),  # the normalised book (memory/lorebooks.py), JSON
+    Column("source", Text, nullable=False),  # the file it came from
+    Column("created_at", Float, nullable=False),  # of this version: a reload changes it
+)
+
+lorebook_uses = Table(  # which characters and chats a lorebook is attached to
+    "lorebook_uses",
+    metadata,
+    Column("owner", Text, primary_key=True),
+    Column("lorebook_id", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),  # "character" or "chat"
+    Column("target", Text, primary_key=True),  # the character id, or the chat
+    ForeignKeyConstraint(
+        ["owner", "lorebook_id"], ["lorebooks.owner", "lorebooks.id"], name="lorebook_uses_book", ondelete="CASCADE"
+    ),
+    Index("lorebook_uses_by_target", "kind", "target"),
 )
