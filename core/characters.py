@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from yarl import URL
-
 from greenroom.core.config import FetchSection
 from greenroom.core.events import Attachment
+from greenroom.core.incoming import fetch_file, safe_name, staged
 from greenroom.errors import UserError
 from greenroom.memory.card_files import check_card_path, write_card_file
 from greenroom.memory.cards import V2, V3, card_image, character_to_card
@@ -31,22 +28,10 @@ from greenroom.memory.library import Library, LoadInProgress, LoadResult, loaded
 from greenroom.memory.settings import Settings
 from greenroom.memory.uploads import Uploads
 from greenroom.models.embedder import Embedder
-from greenroom.models.fakenews.fetch import SafeFetcher
 
 log = logging.getLogger(__name__)
 
 DEMO_CHARACTERS = Path(__file__).resolve().parent.parent / "memory" / "demo"
-CHARACTER_TYPES = (
-    "application/json",
-    "application/zip",
-    "application/x-zip-compressed",
-    "application/octet-stream",
-    "application/jsonl",
-    "application/x-ndjson",
-    "text/plain",
-    "image/png",
-    "image/apng",
-)
 CARD_FORMATS = {"card-v2": V2, "card-v3": V3}
 FORMATS = (*CARD_FORMATS, "chatharuhi-jsonl")
 
@@ -102,10 +87,8 @@ class Characters:
 
     async def load_url(self, url: str, name: str | None) -> Loaded:
         """Load a character from a link, through the safe fetcher (public addresses, size and time limits)."""
-        c = self.fetch
-        fetcher = SafeFetcher(c.deadline, int(c.max_character_mb * 1_000_000), c.allow)
-        fetched = await fetcher.get(url, CHARACTER_TYPES)
-        return await self._load_bytes(URL(fetched.url).name or "character", fetched.body, name, url)
+        filename, data = await fetch_file(self.fetch, url, "character")
+        return await self._load_bytes(filename, data, name, url)
 
     async def reload(self, character_id: str) -> Loaded | None:
         """Load a character again from where it came; None when it did not come from a file.
@@ -132,11 +115,9 @@ class Characters:
     async def _load_bytes(self, filename: str, data: bytes, name: str | None, url: str | None = None) -> Loaded:
         """Load a character file that came over the network. It is kept in the database (for
         /character reload) once it has loaded; a failed load leaves the previous one in place."""
-        filename = re.sub(r"[^\w.-]", "_", Path(filename).name).lstrip(".") or "character"
+        filename = safe_name(filename, "character")
         source = {"upload": filename} | ({"url": url} if url else {})
-        with tempfile.TemporaryDirectory(prefix="greenroom-upload-") as staging:
-            incoming = Path(staging) / filename
-            incoming.write_bytes(data)
+        with staged(filename, data, "character") as incoming:
             loaded = await asyncio.to_thread(self.load, incoming, name, source=source)
         self.uploads.keep(loaded[0].character.id, filename, data)
         return loaded

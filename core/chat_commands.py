@@ -19,11 +19,25 @@ LOAD_USAGE = (
 )
 
 
-def _split(args: str) -> list[str]:
+def split_words(args: str) -> list[str]:
+    """A command's arguments as words, quotes respected."""
     try:
         return shlex.split(args)
     except ValueError as e:
         raise CharacterError(f"could not read the arguments ({e})") from None
+
+
+def take_options(words: list[str], *flags: str) -> dict[str, str] | None:
+    """Takes each ``--flag VALUE`` out of ``words``; None when a flag lacks its value."""
+    found = {}
+    for flag in flags:
+        if flag in words:
+            at = words.index(flag)
+            if at + 1 >= len(words):
+                return None
+            found[flag] = words[at + 1]
+            del words[at : at + 2]
+    return found
 
 
 def characters(s: Services) -> CommandSet:
@@ -38,14 +52,11 @@ def characters(s: Services) -> CommandSet:
         "load or update a character (ChatHaruhi folder, .zip, .jsonl, or a card); owners: also a PATH",
     )
     async def load(ctx: Context, args: str) -> str:
-        words = _split(args)
-        name = None
-        if "--name" in words:
-            at = words.index("--name")
-            if at + 1 >= len(words):
-                return LOAD_USAGE
-            name = words[at + 1]
-            del words[at : at + 2]
+        words = split_words(args)
+        options = take_options(words, "--name")
+        if options is None:
+            return LOAD_USAGE
+        name = options.get("--name")
         files = ctx.message.attachments
         if len(words) + len(files) != 1:
             return LOAD_USAGE

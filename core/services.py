@@ -13,6 +13,7 @@ from greenroom.core.commands import CommandRegistry
 from greenroom.core.config import Config
 from greenroom.core.dispatch import Dispatcher
 from greenroom.core.factcheck import FactCheck
+from greenroom.core.lorebooks import Lorebooks
 from greenroom.core.metrics import Metrics
 from greenroom.core.persona import PersonaEngine
 from greenroom.core.video import VideoDesk
@@ -49,6 +50,9 @@ class Services(Protocol):
 
     @property
     def characters(self) -> Characters: ...
+
+    @property
+    def lorebooks(self) -> Lorebooks: ...
 
     @property
     def persona(self) -> PersonaEngine: ...

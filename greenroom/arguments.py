@@ -69,6 +69,23 @@ def parser() -> argparse.ArgumentParser:
     remove = csub.add_parser("remove", parents=[common], help="remove a character")
     remove.add_argument("name")
 
+    lore = sub.add_parser("lore", parents=[common], help="manage lorebooks (World Info), bot-wide")
+    losub = lore.add_subparsers(dest="action", required=True)
+    lload = losub.add_parser(
+        "load", parents=[common], help="load or update a lorebook: World Info .json, a character_book, a card's book"
+    )
+    lload.add_argument("path", metavar="FILE", help="a file or http(s) link")
+    attach = lload.add_mutually_exclusive_group()
+    attach.add_argument("--character", metavar="NAME", help="attach it to this character (in every chat)")
+    attach.add_argument("--chat", metavar="CHAT", help="attach it to this chat (platform:id, e.g. telegram:-100123)")
+    lload.add_argument("--name", help="the lorebook's name (default: the book's own, else the file's)")
+    llist = losub.add_parser("list", parents=[common], help="every lorebook, bot-wide and chats' own")
+    llist.add_argument("--json", action="store_true")
+    linfo = losub.add_parser("info", parents=[common], help="show one bot-wide lorebook")
+    linfo.add_argument("name")
+    lremove = losub.add_parser("remove", parents=[common], help="remove a bot-wide lorebook everywhere")
+    lremove.add_argument("name")
+
     fakenews = sub.add_parser("fakenews", parents=[common], help="train and evaluate the fake-news detector")
     fsub = fakenews.add_subparsers(dest="action", required=True)
     train = fsub.add_parser("train", parents=[common], help="train a detector on the `train` rows")

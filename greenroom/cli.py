@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -26,6 +27,7 @@ from greenroom.core.config import load_config, secret, secret_values
 from greenroom.core.logs import setup_logging
 from greenroom.errors import UserError
 from greenroom.memory.characters import CharacterError, slug
+from greenroom.memory.lorebook_store import BOT_WIDE
 from greenroom.models.valley.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -111,6 +113,34 @@ def _character(app: Greenroom, args: argparse.Namespace) -> int:
         print(f"wrote {count} stories of {slug(args.name)} to {args.out} ({args.format})")
     elif args.action == "remove":
         print(f"removed {app.characters.remove(args.name)}")
+    return 0
+
+
+def _lore(app: Greenroom, args: argparse.Namespace) -> int:
+    books = app.lorebooks
+    if args.action == "load":
+        target = {"name": args.name, "character": args.character, "chat": args.chat}
+        if args.path.lower().startswith(("http://", "https://")):
+            print(asyncio.run(books.load_url(args.path, BOT_WIDE, **target)))
+        else:
+            print(books.load(Path(args.path), BOT_WIDE, **target))
+    elif args.action == "list":
+        rows = books.visible(None)
+        if args.json:
+            print(json.dumps([dataclasses.asdict(b) for b in rows], ensure_ascii=False))
+        elif not rows:
+            print("no lorebooks loaded")
+        for b in rows if not args.json else []:
+            uses = ", ".join(f"{kind} {target}" for kind, target in b.uses) or "nothing"
+            print(f"{b.id:<20} {b.entries:>5} entries  {b.owner or 'bot-wide'}  used by: {uses}")
+    elif args.action == "info":
+        book = books.find(args.name, None)
+        for key, value in dataclasses.asdict(book).items():
+            print(f"{key}: {value}")
+    elif args.action == "remove":
+        book = books.find(args.name, None)
+        books.remove(book)
+        print(f"removed the lorebook {book.id}")
     return 0
 
 
@@ -290,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             "run": _run,
             "chat": _chat,
             "character": _character,
+            "lore": _lore,
             "fakenews": _fakenews,
             "links": _links,
             "video": _video,

@@ -4,9 +4,12 @@ bot-wide ones are refused with the level and scope they need; every other chat i
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from greenroom.core.commands import ACL_CHATS, ACL_USERS, Level
+from greenroom.memory.lorebook_store import CHAT
 from tests.fakes.discord_api import ADMIN_ROLE, CHANNEL, FakeDiscord
 from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import answer_with, running
@@ -34,6 +37,11 @@ def every_command(host_folder: str) -> dict[str, tuple[str, bool]]:
         "character load": (f"/character load {host_folder} --name loot", False),
         "character reload": ("/character reload wren", False),
         "character remove": ("/character remove wren", False),
+        "lore list": ("/lore list", True),
+        "lore info": ("/lore info realm", True),
+        "lore load": ("/lore load --character wren", False),
+        "lore remove": ("/lore remove realm", False),  # bot-wide, not used in their chat
+        "lore use": ("/lore use realm", True),
         "allow user": (f"/allow user {HOSTILE}", True),
         "deny user": (f"/deny user {VICTIM}", True),
         "allow chat": ("/allow chat", False),
@@ -49,9 +57,14 @@ def every_command(host_folder: str) -> dict[str, tuple[str, bool]]:
 
 
 @pytest.fixture
-def app(open_app):
-    """One user sends every command at once here: no per-user rate limit, a lane deep enough for them."""
-    return open_app("[dispatch]\nuser_rate_per_minute = 0\nlane_depth = 64\n")
+def app(open_app, tmp_path):
+    """One user sends every command at once here: no per-user rate limit, a lane deep enough for them.
+    A bot-wide lorebook, `realm`, is loaded."""
+    app = open_app("[dispatch]\nuser_rate_per_minute = 0\nlane_depth = 64\n")
+    book = tmp_path / "realm.json"
+    book.write_text(json.dumps({"entries": {"0": {"uid": 0, "key": ["realm"], "content": "The realm is old."}}}))
+    app.lorebooks.load(book)
+    return app
 
 
 @pytest.fixture
@@ -75,6 +88,7 @@ def check_answers(app, answers: list[str], own_chat: str) -> None:
     assert app.library.ids() == ["wren"]  # nothing loaded from the host folder, nothing removed
     assert app.settings.scope(ACL_USERS) == {} and app.settings.scope(ACL_CHATS) == {}  # no bot-wide list
     assert app.settings.get(own_chat, "mode") == "all"  # what the owner may do, done in their chat
+    assert [b.uses for b in app.lorebooks.visible(None)] == [((CHAT, own_chat),)]  # on no character
     scopes = {(e.command, e.scope) for e in app.audit.entries()}
     assert ("mode", "chat") in scopes and ("deny user", "chat") in scopes
 
