@@ -3,10 +3,11 @@ travel in (JSON, PNG, CHARX) are read and written by `card_files`.
 
 Mapping: description, personality and scenario (or the card's own system_prompt, with
 ``{{original}}`` standing for the default) make the persona; `mes_example` split on `<START>`
-gives the stories; `first_mes` and `alternate_greetings` are the greetings; `post_history_instructions`
-follows the history; `character_book` entries are keyword-triggered lore (`core.lore`). `{{char}}` and
-`<BOT>` become the name at load; `<USER>` becomes `{{user}}`, which the prompt fills with the user's name
-each turn. The image a card came with is kept (base64 PNG in the character's ``extra["image"]``) for export.
+gives the stories; `first_mes` and `alternate_greetings` are the greetings;
+`post_history_instructions` (and the character's note, `extensions.depth_prompt`) follows the
+history; `character_book` entries are keyword-triggered lore (`core.lore`). `{{char}}` and `<BOT>`
+become the name at load; `<USER>` becomes `{{user}}`; every other macro is expanded each turn
+(`core.macros`). The image a card came with is kept (base64 PNG in the character's ``extra["image"]``) for export.
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ def card_to_character(
     if not isinstance(greetings, list) or not all(isinstance(g, str) for g in greetings):
         raise CharacterError(f"{where}: 'alternate_greetings' must be a list of texts")
     post = _text(data, "post_history_instructions", where).replace("{{original}}", "")
+    note = ((data.get("extensions") or {}).get("depth_prompt") or {}).get("prompt")  # SillyTavern's character's note
+    if isinstance(note, str) and note.strip():  # it goes in near the end of the chat: after the history here
+        post = "\n\n".join(filter(None, (post, note.strip())))
     extra: dict[str, Any] = {
         "alternate_greetings": [fill(g) for g in greetings if g.strip()],
         "post_history": fill(post),

@@ -152,6 +152,8 @@ def test_a_card_from_the_wild_reaches_the_prompt_clean_and_survives_export(app, 
         assert re.search(r"Stay in the glade\.\nRoll: [1-6]\b", messages[-1]["content"])  # post-history macros
     if shape == "world info names in character_book":
         assert "knows every tree of Eldoria" in system
+    if shape == "chub extensions":  # the character's note rides with the post-history instruction
+        assert f"{character.name} speaks softly." in messages[-1]["content"]
     greeting = app.persona.greeting(message("", chat=shape).key, "Mei")
     assert greeting is not None and "Mei" in greeting
     no_leftovers([greeting])
