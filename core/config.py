@@ -281,6 +281,8 @@ def _describe(error: ValidationError) -> str:
         key = ".".join(str(p) for p in item["loc"])
         if item["type"] == "extra_forbidden":
             lines.append(f"unknown key '{key}'")
+        elif item["type"] == "value_error":  # our own validators' words, as written
+            lines.append(f"'{key}': {item['ctx']['error']!s}")
         else:
             lines.append(f"'{key}': {item['msg'].lower()} (got {item.get('input')!r})")
     return "; ".join(lines)

@@ -30,6 +30,9 @@ def test_bad_value_names_the_key_and_what_is_expected(tmp_path):
         load_config(write(tmp_path, '[persona]\nmode = "novel"\n'), environ={})
     with pytest.raises(ConfigError, match="'dispatch.lane_depth'"):
         load_config(write(tmp_path, "[dispatch]\nlane_depth = 0\n"), environ={})
+    with pytest.raises(ConfigError, match="'bot.timezone': unknown time zone 'Mars/Base' \\(an IANA name"):
+        load_config(write(tmp_path, '[bot]\ntimezone = "Mars/Base"\n'), environ={})
+    assert load_config(write(tmp_path, '[bot]\ntimezone = "Asia/Shanghai"\n'), environ={}).bot.timezone
 
 
 def test_broken_toml_and_missing_file(tmp_path):

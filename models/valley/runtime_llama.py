@@ -5,6 +5,7 @@ projector, CLS dropped, no temporal pooling)."""
 from __future__ import annotations
 
 import ctypes
+import os
 from pathlib import Path
 
 import llama_cpp
@@ -27,7 +28,7 @@ class LlamaCppLanguage:
             n_ctx=n_ctx,
             n_batch=n_batch,
             n_ubatch=n_batch,
-            n_threads=n_threads or None,
+            n_threads=n_threads or os.cpu_count(),  # as the chat model: every core, not half
             verbose=False,
         )
         self.n_ctx = self.llm.n_ctx()
