@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from greenroom.core.commands import CommandRegistry, Context
 from greenroom.core.dispatch import Observer, Route
-from greenroom.core.events import Attachment, AttachmentKind
 from greenroom.core.services import Services
 from greenroom.memory.audit import AuditEntry, AuditLog
 
@@ -39,21 +38,16 @@ def commands(s: Services) -> list[Route]:
     return [Route(0, "commands", lambda ctx: ctx.message.command is not None, CommandRoute(s.commands, s.audit).handle)]
 
 
-def _oversized(ctx: Context) -> list[Attachment]:
-    kinds = (AttachmentKind.VIDEO, AttachmentKind.IMAGE)
-    return [a for a in ctx.message.attachments if a.kind in kinds and a.too_large]
-
-
-async def _refuse(ctx: Context) -> None:
-    for attachment in _oversized(ctx):
-        await ctx.say(attachment.refusal())
-
-
 def videos(s: Services) -> list[Route]:
     """Clips and photos too large to fetch, clips and photos to describe, and questions about the last one."""
     desk = s.video
+
+    async def refuse(ctx: Context) -> None:
+        for attachment in desk.oversized(ctx):
+            await ctx.say(attachment.refusal())
+
     return [
-        Route(5, "oversized videos", lambda ctx: bool(_oversized(ctx)), _refuse, block=False),
+        Route(5, "oversized videos", lambda ctx: bool(desk.oversized(ctx)), refuse, block=False),
         Route(10, "videos", lambda ctx: desk.video_of(ctx) is not None, desk.on_video),
         Route(20, "questions about a clip", desk.is_followup, desk.on_followup),
     ]

@@ -148,11 +148,19 @@ class VideoDesk:
     def enabled(self) -> bool:
         return self.config.enabled
 
-    @staticmethod
-    def video_of(ctx: Context) -> Attachment | None:
+    @property
+    def kinds(self) -> tuple[AttachmentKind, ...]:
+        """What this desk takes: clips, and photos too while a video model is configured (else a
+        photo is the character's, as any message)."""
+        return (AttachmentKind.VIDEO, AttachmentKind.IMAGE) if self.enabled else (AttachmentKind.VIDEO,)
+
+    def video_of(self, ctx: Context) -> Attachment | None:
         """The clip or photo of a message (one that is not too large to fetch)."""
-        kinds = (AttachmentKind.VIDEO, AttachmentKind.IMAGE)
-        return next((a for a in ctx.message.attachments if a.kind in kinds and not a.too_large), None)
+        return next((a for a in ctx.message.attachments if a.kind in self.kinds and not a.too_large), None)
+
+    def oversized(self, ctx: Context) -> list[Attachment]:
+        """The message's clips and photos that are too large to fetch."""
+        return [a for a in ctx.message.attachments if a.kind in self.kinds and a.too_large]
 
     def is_followup(self, ctx: Context) -> bool:
         """A reply to a description or answer; or, within the window, a message that mentions the clip.

@@ -237,6 +237,13 @@ async def test_video_off_says_how_to_turn_it_on(app, clips) -> None:
     assert replier.messages == [OFF]
 
 
+async def test_with_video_off_a_photo_and_its_caption_go_to_the_character(app) -> None:
+    replier = RecordingReplier()
+    await send(app, photo_message("Look at my cat!"), replier)
+    assert OFF not in replier.messages
+    assert replier.traces and replier.traces[-1]["character"] == "wren"
+
+
 async def test_missing_weights_are_reported_and_chat_goes_on(make_app, clips, tmp_path) -> None:
     app = make_app(f'checkpoint = "{tmp_path / "nowhere"}"')
     replier = RecordingReplier()
