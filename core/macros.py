@@ -14,12 +14,14 @@
 - ``{{idle_duration}}``: ``ctx.idle_seconds`` humanised as moment.js does ("a few seconds",
   "a minute", "5 minutes", "an hour", "2 hours", "a day", "3 days", "a month", "a year", ...);
   "just now" when None.
-- ``{{original}}``: ``ctx.original``, once per call (later ones give "", as in SillyTavern).
+- ``{{original}}``: "" (a card's ``system_prompt`` has it replaced by the default persona when the
+  card loads, in `memory.cards`; anywhere else SillyTavern leaves it empty too).
 - ``{{// comment}}``: removed; ``{{trim}}``: removed with the whitespace around it.
 
 Names are case-insensitive and may have spaces inside the braces; unknown macros stay as written.
-Nested macros expand innermost first in one left-to-right scan (no regex backtracking: linear time);
-text that an expansion produced is scanned again, at most `PASSES` times in all.
+Nested macros expand innermost first in one left-to-right scan (no regex backtracking: linear time).
+What an expansion produces is never scanned again: a user named "{{user}}{{user}}" stays that name,
+and no text grows past what its macros put in once.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-PASSES = 5
 MAX_DICE = 100
 MAX_SIDES = 10**6
 
@@ -51,26 +52,19 @@ _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
 
 @dataclass(frozen=True)
 class MacroContext:
-    """What the macros read: names, the chat key (seeds pick), the clock, idle time, the original prompt."""
+    """What the macros read: names, the chat key (seeds pick), the clock, idle time."""
 
     char: str
     user: str
     chat: str = ""
     now: datetime | None = None
     idle_seconds: float | None = None
-    original: str = ""
     rng: random.Random | None = None
 
 
 def expand(text: str, ctx: MacroContext) -> str:
     """``text`` with its macros expanded."""
-    run = _Run(text, ctx)
-    for _ in range(PASSES):
-        expanded = run.scan(text)
-        if expanded == text:
-            break
-        text = expanded
-    return _trim(text)
+    return _trim(_Run(text, ctx).scan(text))
 
 
 def _trim(text: str) -> str:
@@ -111,14 +105,13 @@ def _humanize(seconds: float | None) -> str:
 
 
 class _Run:
-    """One `expand` call: the state its macros share (pick's occurrence count, original used once)."""
+    """One `expand` call: the state its macros share (pick's occurrence count)."""
 
     def __init__(self, source: str, ctx: MacroContext) -> None:
         self.source, self.ctx = source, ctx
         self.rng = ctx.rng or random.Random()
         self.now = ctx.now or datetime.now(UTC)
         self.picks = 0
-        self.original_used = False
 
     def scan(self, text: str) -> str:
         """One left-to-right pass: each ``}}`` closes the latest open ``{{``, whose body (its inner
@@ -146,8 +139,7 @@ class _Run:
             return ""
         name = key.lower()
         if name == "original":
-            used, self.original_used = self.original_used, True
-            return "" if used else self.ctx.original
+            return ""
         if name in ("random", "pick"):
             return ""
         simple = self.simple(name)

@@ -157,7 +157,8 @@ class PersonaEngine:
             count,
             character.name,
         )
-        system_prompt = expand("\n\n".join(filter(None, (before, character.system_prompt, after))), macros)
+        # each part on its own: a {{pick}} in the card stays put whichever lore entries fire
+        system_prompt = "\n\n".join(filter(None, (expand(t, macros) for t in (before, character.system_prompt, after))))
         note = self.clip_note(message.key) if self.clip_note is not None else ""
         budgets = Budgets(
             settings["story_budget"],

@@ -91,7 +91,11 @@ def card_to_character(
     if not isinstance(greetings, list) or not all(isinstance(g, str) for g in greetings):
         raise CharacterError(f"{where}: 'alternate_greetings' must be a list of texts")
     post = _text(data, "post_history_instructions", where).replace("{{original}}", "")
-    note = ((data.get("extensions") or {}).get("depth_prompt") or {}).get("prompt")  # SillyTavern's character's note
+    extensions = data.get("extensions") or {}
+    if not isinstance(extensions, dict):
+        raise CharacterError(f"{where}: 'extensions' must be an object")
+    depth = extensions.get("depth_prompt") or {}  # SillyTavern's character's note
+    note = depth.get("prompt") if isinstance(depth, dict) else None
     if isinstance(note, str) and note.strip():  # it goes in near the end of the chat: after the history here
         post = "\n\n".join(filter(None, (post, note.strip())))
     extra: dict[str, Any] = {
@@ -100,7 +104,7 @@ def card_to_character(
         "book": read_book(data["character_book"], where, "character_book", fill) if data.get("character_book") else {},
         "card": card,
     } | ({"image": base64.b64encode(image).decode("ascii")} if image else {})
-    ours = (data.get("extensions") or {}).get("greenroom") or {}  # written by character_to_card
+    ours = extensions.get("greenroom") or {}  # written by character_to_card
     character = Character(
         id=slug(name or ours.get("id") or _text(data, "name", where)),
         name=char,

@@ -187,3 +187,25 @@ def test_a_card_keeps_its_image_through_export_and_back(app, tmp_path) -> None:
         app.characters.export(f"sera-{kind}", out, "card-v2")
         again, _ = app.characters.load(out, name=f"again-{kind}")
         assert card_image(again.character) == image
+
+
+def test_a_character_note_of_another_shape_is_ignored_not_a_crash(app, tmp_path) -> None:
+    for i, note in enumerate(("speaks softly", ["a", "list"], None, {"prompt": None})):
+        data = {**V2["data"], "extensions": {"depth_prompt": note}}
+        loaded, _ = app.characters.load(_json(tmp_path / f"note{i}.json", {**V2, "data": data}), name=f"note-{i}")
+        assert loaded.character.extra["post_history"] == "Stay in the glade.{{newline}}Roll: {{roll:d6}}"
+
+
+def test_a_pick_in_the_card_stays_put_whichever_lore_fires(app, tmp_path) -> None:
+    book = {"entries": [{"keys": [w], "content": f"Lore about the {w}."} for w in ("river", "tower", "market")]}
+    data = {
+        **V2["data"],
+        "system_prompt": "{{char}}'s cloak is {{pick::red::blue::grey::green::gold}}.",
+        "character_book": book,
+    }
+    app.characters.load(_json(tmp_path / "pick.json", {**V2, "data": data}), name="sera")
+    colours = set()
+    for said in ("Tell me about the river.", "And the tower?", "The market and the river?", "Hello."):
+        system = prompt_of(app, "sera", said, "pick-chat")[0]["content"]
+        colours |= set(re.findall(r"cloak is (\w+)", system))
+    assert len(colours) == 1

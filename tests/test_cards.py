@@ -146,6 +146,7 @@ def test_charx_and_v1_cards(tmp_path):
             {"spec": "chara_card_v2", "data": {"name": "X", "description": ["a list"]}},
             "field 'description' must be text",
         ),
+        ({"spec": "chara_card_v2", "data": {"name": "X", "description": "d", "extensions": "x"}}, "'extensions'"),
     ],
 )
 def test_malformed_cards_name_the_problem(card, message):

@@ -21,11 +21,10 @@ def ctx(
     chat: str = "chat-1",
     now: datetime = NOW,
     idle_seconds: float | None = None,
-    original: str = "",
     rng: random.Random | None = None,
 ) -> MacroContext:
     """Lao Li's context; a fixed seed unless ``rng`` is given."""
-    return MacroContext("Lao Li", user, chat, now, idle_seconds, original, rng or random.Random(7))
+    return MacroContext("Lao Li", user, chat, now, idle_seconds, rng or random.Random(7))
 
 
 def test_char_and_user() -> None:
@@ -147,10 +146,8 @@ def test_newline() -> None:
     assert expand("a{{newline}}b", ctx()) == "a\nb"
 
 
-def test_original_once_and_expanded() -> None:
-    assert expand("[{{original}}]", ctx()) == "[]"
-    card = ctx(original="You are {{char}}.")
-    assert expand("{{original}} Be kind. {{original}}", card) == "You are Lao Li. Be kind. "
+def test_original_outside_a_card_system_prompt_is_empty() -> None:
+    assert expand("[{{original}}] Be kind.", ctx()) == "[] Be kind."
 
 
 @pytest.mark.parametrize("text", ["{{foo}}", "{{setvar::x::1}}", "{{ Foo }}", "{{}}", "{{ }}", "}} {{char", "{{{"])
@@ -165,10 +162,11 @@ def test_nested_macros_expand_innermost_first() -> None:
     assert expand("{{setvar::x::{{user}}}}", ctx()) == "{{setvar::x::Mei}}"
 
 
-def test_self_producing_expansion_stops() -> None:
-    assert expand("{{original}}", ctx(original="{{original}}")) == "{{original}}"
-    assert expand("{{original}}", ctx(original="a{{original}}{{original}}")) == "a"
+def test_what_an_expansion_produces_is_not_expanded_again() -> None:
     assert expand("{{user}}", ctx(user="{{user}}")) == "{{user}}"
+    name = "{{user}}" * 8  # a hostile /iam name: it must not multiply itself
+    assert expand("{{user}} " * 20, ctx(user=name)) == (name + " ") * 20
+    assert expand("{{random::{{user}}::{{user}}}}", ctx(user="{{char}}")) == "{{char}}"
 
 
 @pytest.mark.parametrize(
