@@ -107,13 +107,25 @@ class ThreadStore(Protocol):
 
     def get(self, key: ConversationKey) -> ClipThread | None: ...
 
+    def summary(self, key: ConversationKey) -> ClipThread | None:
+        """The thread without its clip (cheap: every persona turn reads it)."""
+
     def put(self, key: ConversationKey, thread: ClipThread) -> None: ...
 
 
 class LocalThreads(dict):
-    """Clip threads in this process."""
+    """Clip threads in this process; one older than ``keep`` seconds is dropped when another is put."""
+
+    def __init__(self, keep: float) -> None:
+        super().__init__()
+        self.keep = keep
+
+    def summary(self, key: ConversationKey) -> ClipThread | None:
+        return self.get(key)
 
     def put(self, key: ConversationKey, thread: ClipThread) -> None:
+        for old in [k for k, t in self.items() if thread.at - t.at > self.keep]:
+            del self[old]
         self[key] = thread
 
 
@@ -139,7 +151,8 @@ class VideoDesk:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.decoding = Decoding(config.max_new_tokens, config.temperature)
-        self.threads: ThreadStore = threads if threads is not None else LocalThreads()
+        keep = max(config.followup_minutes, config.remember_minutes) * 60
+        self.threads: ThreadStore = threads if threads is not None else LocalThreads(keep)
         self.recent: dict[ConversationKey, Recent] = {}
         self.jobs = jobs or LocalJobs(self)
         self.metrics.watch_queue("video", self.jobs.depth_now)
@@ -177,7 +190,7 @@ class VideoDesk:
         """What the conversation's character knows of the last clip shared here (within
         ``video.remember_minutes``): its description and the answers about it; "" when none."""
         try:
-            thread = self.threads.get(key)
+            thread = self.threads.summary(key)
         except Exception as e:  # the thread store is down: the character talks without it
             log.warning("clip thread of %s not read: %s: %s", key, type(e).__name__, e)
             return ""
@@ -194,11 +207,13 @@ class VideoDesk:
 
     def _remember(self, job: Job, sent: SentRef) -> None:
         """The bot's messages about the conversation's clip (a new clip starts afresh), and when."""
+        now, window = self.clock(), self.config.followup_minutes * 60
+        self.recent = {k: r for k, r in self.recent.items() if now - r.at <= window}  # past the window: gone
         recent = self.recent.get(job.key)
         if recent is None or job.attachment is not None:
             recent = self.recent[job.key] = Recent(set(), 0.0)
         recent.message_ids.update({job.message_id, sent.id})
-        recent.at = self.clock()
+        recent.at = now
 
     async def on_video(self, ctx: Context) -> None:
         if not self.enabled:

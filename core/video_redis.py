@@ -160,10 +160,11 @@ class RedisThreads:
         if not raw:
             return None
         meta: dict[str, Any] = json.loads(raw[b"meta"])
-        turns = [(q, a) for q, a in meta["turns"]]
-        return ClipThread(
-            _clip_of(raw, meta), turns, meta.get("shared_by", ""), meta.get("at", 0.0), meta.get("photo", False)
-        )
+        return _thread(_clip_of(raw, meta), meta)
+
+    def summary(self, key: ConversationKey) -> ClipThread | None:
+        raw = self.redis.hget(self._key(key), "meta")
+        return None if raw is None else _thread(None, json.loads(raw))
 
     def put(self, key: ConversationKey, thread: ClipThread) -> None:
         clip = thread.clip
@@ -191,6 +192,11 @@ class RedisThreads:
             pipe.hset(self._key(key), mapping=fields)
             pipe.expire(self._key(key), self.seconds)
             pipe.execute()
+
+
+def _thread(clip: Any, meta: dict[str, Any]) -> ClipThread:
+    turns = [(q, a) for q, a in meta["turns"]]
+    return ClipThread(clip, turns, meta.get("shared_by", ""), meta.get("at", 0.0), meta.get("photo", False))
 
 
 def _clip_of(raw: dict[bytes, bytes], meta: dict[str, Any]) -> Any:

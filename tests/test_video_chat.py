@@ -18,7 +18,7 @@ from PIL import Image
 
 from greenroom.compose import Greenroom
 from greenroom.core.events import Attachment, AttachmentKind
-from greenroom.core.video import BUSY, CLOSING, OFF, PHOTO_QUESTION
+from greenroom.core.video import BUSY, CLOSING, OFF, PHOTO_QUESTION, ClipThread, LocalThreads
 from greenroom.models.video.answer import DEFAULT_QUESTION, Decoding
 from tests.helpers import RecordingReplier, answer_with, message
 
@@ -331,3 +331,11 @@ async def test_a_vision_language_model_describes_clips_and_photos_in_chat(vlm_ap
     thread = vlm_app.video.threads[message("", chat="c2").key]
     assert thread.photo and thread.clip.still and photo.messages == [thread.turns[0][1]]
     assert thread.turns[0][0] == PHOTO_QUESTION
+
+
+def test_clip_threads_past_every_window_are_let_go() -> None:
+    threads = LocalThreads(keep=3600)
+    old, new = message("", chat="old").key, message("", chat="new").key
+    threads.put(old, ClipThread(object(), [("q", "a")], at=1000.0))
+    threads.put(new, ClipThread(object(), [("q", "a")], at=1000.0 + 3601))
+    assert old not in threads and threads.summary(new) is not None

@@ -232,3 +232,5 @@ def test_a_clip_thread_of_frames_survives_the_trip_through_redis(flushed, tmp_pa
         1234.5,
         False,
     )
+    summary = threads.summary(key)  # what the character is told, read without the frames
+    assert summary is not None and summary.clip is None and summary.turns == back.turns
