@@ -124,3 +124,14 @@ def test_the_openai_backend_on_llama_cpp_python_s_own_server(tiny_vlm, clip_file
     down = OpenAIVision(f"http://127.0.0.1:{free_port()}/v1", frames=4, side=SIDE, retries=0)
     with pytest.raises(LLMUnavailable):
         down.ask(clip, DEFAULT_QUESTION, [], Decoding(8))
+
+
+def test_the_same_frames_laid_out_differently_are_not_the_same_cached_clip(vision, clip_files) -> None:
+    clip = vision.clip(clip_files["a"])
+    photo = FramesClip(clip.jpegs[:1], (0.0,), 1, [0], still=True)
+    one_frame = FramesClip(clip.jpegs[:1], (0.0,), 1, [0], still=False)
+    later = FramesClip(clip.jpegs, tuple(t + 1 for t in clip.times), clip.total_frames, clip.indices)
+    assert len({photo.key, one_frame.key, later.key, clip.key}) == 4
+    first = vision.ask(photo, "What is this?", [], Decoding(4))
+    assert not vision.ask(one_frame, "What is this?", [], Decoding(4)).reused  # its prompt differs: encoded anew
+    assert first.tokens

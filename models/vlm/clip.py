@@ -33,7 +33,7 @@ class FramesClip:
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
-        digest = hashlib.sha256()
+        digest = hashlib.sha256(repr((self.times, self.still)).encode())  # the prompt's words about the frames
         for jpeg in self.jpegs:
             digest.update(hashlib.sha256(jpeg).digest())
         object.__setattr__(self, "key", digest.hexdigest()[:32])

@@ -69,28 +69,11 @@ class LlamaCppVision:
             self.language = LlamaCppLanguage(path, n_ctx=n_ctx, n_threads=n_threads, kernels=kernels)
         except (ValueError, RuntimeError) as e:
             raise ModelFileError(f"{path}: llama.cpp could not load it (corrupt or unsupported GGUF: {e})") from None
-        llm = self.language.llm
-        # mtmd logs through llama-cpp-python's logger too: errors only (verbose=False)
-        mtmd.mtmd_log_set(llama_log_callback, None)
-        mtmd.mtmd_helper_log_set(llama_log_callback, None)
-        params = mtmd.mtmd_context_params_default()
-        params.use_gpu = False
-        params.print_timings = False
-        params.n_threads = llm.context_params.n_threads
-        self._mtmd = mtmd.mtmd_init_from_file(str(projector).encode(), llm._model.model, params)
-        if not self._mtmd:
-            raise ModelFileError(f"{projector}: llama.cpp could not load it as a projector (mmproj) for {path.name}")
-        llm._stack.callback(mtmd.mtmd_free, self._mtmd)
-        if not mtmd.mtmd_support_vision(self._mtmd):
-            raise ModelFileError(f"{projector}: this projector takes no images")
-        template = llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise ModelFileError(f"{path}: the GGUF has no chat template")
-        vocab = llm._model
-        eos = llm.token_eos()
-        self._formatter = Jinja2ChatFormatter(
-            template=template, eos_token=vocab.token_get_text(eos), bos_token="", stop_token_ids=[eos]
-        )
+        try:
+            self._mtmd, self._formatter = _attach(self.language.llm, projector, path)
+        except ModelFileError:
+            self.language.llm.close()  # the next job loads again: no half-built model stays behind
+            raise
         self.marker = mtmd.mtmd_default_marker().decode()
         self.name = path.stem
         self.frames = frames
@@ -180,9 +163,10 @@ class LlamaCppVision:
         """Tokenize the prefix with the frames and evaluate it: images through the vision encoder
         (timed as ``answer.vision_s``), their embeddings and the text through the language model."""
         prefix = self.render(clip, DEFAULT_QUESTION, [])[0].encode()
-        bitmaps = [self._bitmap(jpeg) for jpeg in clip.jpegs]
+        bitmaps: list[mtmd.mtmd_bitmap_p] = []
         chunks = mtmd.mtmd_input_chunks_init()
         try:
+            bitmaps += (self._bitmap(jpeg) for jpeg in clip.jpegs)
             text = mtmd.mtmd_input_text()
             text.text, text.text_len, text.add_special, text.parse_special = prefix, len(prefix), True, True
             array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
@@ -249,3 +233,28 @@ class LlamaCppVision:
         self._saved[key] = Prefix(prefix.n_past, prefix.tokens, bytes(buffer[:written]))
         while sum(len(p.state) for p in self._saved.values()) > self.cache_bytes:
             self._saved.popitem(last=False)
+
+
+def _attach(llm: llama_cpp.Llama, projector: Path, path: Path) -> tuple[mtmd.mtmd_context_p, Jinja2ChatFormatter]:
+    """The projector's multimodal context (freed with ``llm``) and the model's chat template."""
+    # mtmd logs through llama-cpp-python's logger too: errors only (verbose=False)
+    mtmd.mtmd_log_set(llama_log_callback, None)
+    mtmd.mtmd_helper_log_set(llama_log_callback, None)
+    params = mtmd.mtmd_context_params_default()
+    params.use_gpu = False
+    params.print_timings = False
+    params.n_threads = llm.context_params.n_threads
+    context = mtmd.mtmd_init_from_file(str(projector).encode(), llm._model.model, params)
+    if not context:
+        raise ModelFileError(f"{projector}: llama.cpp could not load it as a projector (mmproj) for {path.name}")
+    llm._stack.callback(mtmd.mtmd_free, context)
+    if not mtmd.mtmd_support_vision(context):
+        raise ModelFileError(f"{projector}: this projector takes no images")
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise ModelFileError(f"{path}: the GGUF has no chat template")
+    eos = llm.token_eos()
+    formatter = Jinja2ChatFormatter(
+        template=template, eos_token=llm._model.token_get_text(eos), bos_token="", stop_token_ids=[eos]
+    )
+    return context, formatter
