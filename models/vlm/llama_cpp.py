@@ -11,6 +11,7 @@ runs once per clip.
 from __future__ import annotations
 
 import ctypes
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -19,7 +20,6 @@ from pathlib import Path
 
 import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
-from llama_cpp._logger import llama_log_callback
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from greenroom.models.files import ModelFileError, pinned_sha256, resolve_mmproj, resolve_model_path, verified
@@ -31,6 +31,15 @@ from greenroom.models.vlm.clip import FramesClip, read_clip
 from greenroom.models.vlm.layout import frames_text, messages
 
 SEQ = 0
+GGML_LOG_LEVEL_ERROR = 4  # ggml.h: NONE, DEBUG, INFO, WARN, ERROR, CONT
+log = logging.getLogger(__name__)
+
+
+@llama_cpp.llama_log_callback
+def _log_errors(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    """The multimodal library's messages: its errors into our log, the rest (load chatter) dropped."""
+    if level == GGML_LOG_LEVEL_ERROR:
+        log.error("llama.cpp multimodal: %s", text.decode("utf-8", "replace").rstrip())
 
 
 @dataclass(frozen=True)
@@ -237,9 +246,8 @@ class LlamaCppVision:
 
 def _attach(llm: llama_cpp.Llama, projector: Path, path: Path) -> tuple[mtmd.mtmd_context_p, Jinja2ChatFormatter]:
     """The projector's multimodal context (freed with ``llm``) and the model's chat template."""
-    # mtmd logs through llama-cpp-python's logger too: errors only (verbose=False)
-    mtmd.mtmd_log_set(llama_log_callback, None)
-    mtmd.mtmd_helper_log_set(llama_log_callback, None)
+    mtmd.mtmd_log_set(_log_errors, None)
+    mtmd.mtmd_helper_log_set(_log_errors, None)
     params = mtmd.mtmd_context_params_default()
     params.use_gpu = False
     params.print_timings = False
