@@ -11,7 +11,10 @@ A normalised entry has ``keys``, ``secondary_keys``, ``content``, ``enabled``, `
 ``and_all``), ``position`` (``before_char``/``after_char``), ``probability`` (0-100),
 ``case_sensitive``, ``match_whole_words``, ``scan_depth`` (None: the book's), and ``name``,
 ``comment``, ``id`` when given. Books stored before these fields existed read with the defaults.
-Keys written ``/pattern/flags`` are regular expressions, checked here and matched in `core.lore`.
+Keys written ``/pattern/flags`` (flags from ``gimsuy``, SillyTavern's rule) are regular expressions,
+checked here and matched in `core.lore`; a key like ``/r/aww`` is plain text. A regex key over
+`MAX_REGEX_LENGTH` characters, or whose counted repeats (``{n}``, ``{n,}``, ``{n,m}``) multiply past
+`MAX_REPEATS`, is refused: compiling it could take seconds or all memory.
 """
 
 from __future__ import annotations
@@ -26,24 +29,40 @@ from greenroom.memory.characters import CharacterError
 MAX_ENTRIES = 2_000
 MAX_CONTENT = 20_000
 MAX_FILE_BYTES = 10_000_000
+MAX_CHAT_BOOKS = 20  # owned by one chat
+MAX_KEYS = 50  # per entry, primary and secondary each
+MAX_REGEX_KEYS = 100  # per book
+MAX_REGEX_LENGTH = 200  # characters of a /pattern/flags key
+MAX_REPEATS = 10_000  # product of a regex key's counted repeats
 LOGIC = ("and_any", "not_all", "not_any", "and_all")  # SillyTavern's selectiveLogic 0..3
-REGEX_KEY = regex.compile(r"^/(.+)/([a-z]*)$", regex.S)
-REGEX_FLAGS = {"i": regex.I, "s": regex.S, "m": regex.M, "u": 0, "g": 0}
-CARD_FIELDS = ("description", "personality", "scenario", "first_mes", "mes_example", "char_name")
+REGEX_KEY = regex.compile(r"^/(.+)/([gimsuy]*)$", regex.S)
+REGEX_FLAGS = {"i": regex.I, "s": regex.S, "m": regex.M, "u": 0, "g": 0, "y": 0}
+COUNTED = regex.compile(r"(?<!\\)\{(\d*),?(\d*)\}")  # {n} {n,} {n,m} {,m}
 
 
 class LoreError(CharacterError):
     """A lorebook problem, naming the file (and entry) and what is wrong."""
 
 
+def is_regex_key(key: str) -> bool:
+    """Whether a key is written ``/pattern/flags``."""
+    return REGEX_KEY.match(key) is not None
+
+
 def regex_key(key: str) -> regex.Pattern[str] | None:
-    """The compiled pattern of a ``/pattern/flags`` key (None for a plain key); raises `regex.error`."""
+    """The compiled pattern of a ``/pattern/flags`` key (None for a plain key); raises `regex.error`
+    for a pattern that does not compile or is too costly to."""
     found = REGEX_KEY.match(key)
     if not found:
         return None
     pattern, flags = found.groups()
-    if unknown := set(flags) - set(REGEX_FLAGS):
-        raise regex.error(f"unknown flag '{''.join(sorted(unknown))}'")
+    if len(key) > MAX_REGEX_LENGTH:
+        raise regex.error(f"{len(key)} characters, over the limit of {MAX_REGEX_LENGTH}")
+    repeats = 1
+    for low, high in COUNTED.findall(pattern):
+        repeats *= max(int(low or 0), int(high or 0), 1)
+    if repeats > MAX_REPEATS:
+        raise regex.error(f"its counted repeats multiply to over {MAX_REPEATS:,}")
     bits = 0
     for flag in flags:
         bits |= REGEX_FLAGS[flag]
@@ -52,7 +71,7 @@ def regex_key(key: str) -> regex.Pattern[str] | None:
 
 def is_lorebook(data: dict[str, Any]) -> bool:
     """Whether a JSON object is a lorebook (World Info or a standalone book) rather than a card."""
-    return "entries" in data and "spec" not in data and not any(k in data for k in CARD_FIELDS)
+    return "entries" in data and "spec" not in data and "data" not in data  # no card has top-level entries
 
 
 def entry_count(data: dict[str, Any]) -> int:
@@ -75,6 +94,9 @@ def read_book(
     if len(raw) > MAX_ENTRIES:
         raise LoreError(f"{where}: {len(raw):,} entries, over the limit of {MAX_ENTRIES:,} entries per lorebook")
     entries = [_entry(e, f"{where}: {label} entry {i}", fill) for i, e in enumerate(raw)]
+    regexes = sum(is_regex_key(k) for e in entries for k in e["keys"] + e["secondary_keys"])
+    if regexes > MAX_REGEX_KEYS:
+        raise LoreError(f"{where}: {regexes} regular-expression keys, over the limit of {MAX_REGEX_KEYS} per lorebook")
     return {
         "name": _text(book, "name", where),
         "scan_depth": _whole(_first(book, "scan_depth", "scanDepth"), "scan_depth", where),
@@ -135,11 +157,14 @@ def _keys(value: Any, where: str) -> list[str]:
     keys = value or []
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise LoreError(f"{where} needs 'keys' (a list) and 'content' (text)")
+    if len(keys) > MAX_KEYS:
+        raise LoreError(f"{where}: {len(keys)} keys, over the limit of {MAX_KEYS} per entry")
     for key in keys:
         try:
             regex_key(key)
         except regex.error as e:
-            raise LoreError(f"{where}: the key {key} is not a valid regular expression ({e})") from None
+            shown = key if len(key) <= 60 else key[:57] + "..."
+            raise LoreError(f"{where}: the key {shown} is not a usable regular expression ({e})") from None
     return [k for k in keys if k.strip()]
 
 

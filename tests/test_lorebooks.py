@@ -221,7 +221,10 @@ def test_limits_are_one_line_each(tmp_path):
     with pytest.raises(LoreError, match=r"^huge.json: over the 10 MB limit for a lorebook file$"):
         read_lorebook_file(huge)
     for bad, problem in [
-        ({"entries": [{"key": ["/(unclosed/"], "content": "c"}]}, "entry 0: the key /(unclosed/ is not a valid"),
+        (
+            {"entries": [{"key": ["/(unclosed/"], "content": "c"}]},
+            "entry 0: the key /(unclosed/ is not a usable regular expression",
+        ),
         ({"entries": [{"key": "solo", "content": "c"}]}, "entry 0 needs 'keys' (a list)"),
         ({"entries": [{"key": ["k"], "selectiveLogic": 7}]}, "'selectiveLogic' must be 0 to 3"),
         ({"entries": [{"key": ["k"], "probability": "often"}]}, "'probability' must be a number"),
@@ -240,7 +243,7 @@ def test_a_catastrophic_regex_key_times_out_as_no_match(caplog):
     assert time.monotonic() - started < 2.0  # three turns, each bounded by the 50 ms match limit
     assert results == [("", "A.")] * 3
     assert [r.message for r in caplog.records].count(
-        "lore key /(a+)+$/ took over 50 ms on a message: taken as no match"
+        "lore key /(a+)+$/ took over 50 ms on a message: no match from now on"
     ) == 1
 
 
@@ -338,3 +341,98 @@ async def test_bot_wide_books_bot_admins_attach_and_chats_use(app, tmp_path):
     refused = (await say(app, "/lore remove harbour-lore", chat="c2", **MOD)).messages[0]
     assert refused == "/lore remove (a bot-wide lorebook) needs bot admin level (bot-wide); you are chat admin here."
     assert "smells of tar" in await asyncio.to_thread(system_of, app, "The harbour!", chat="c2")
+
+
+# ----- review: shapes, regex keys, costs, budgets, storage ---------------------------------------
+
+
+def test_a_chub_character_book_with_a_description_is_a_lorebook(tmp_path):
+    from greenroom.memory.lorebook_files import read_lorebook_file
+
+    path = write(tmp_path / "harbour.json", {**V2_BOOK, "description": "Lore of the harbour town."})
+    book, note = read_lorebook_file(path)
+    assert note == "read a lorebook with 1 entries" and book["name"] == "Harbour lore"
+
+
+def test_only_slash_pattern_slash_gimsuy_is_a_regex_key():
+    book = read_book({"entries": [{"key": ["/r/aww"], "content": "Cute animals."}]}, "w")  # flags 'aww': text
+    assert lore([book], "posted on /r/aww today")[1] == "Cute animals."
+    assert lore([book], "r")[1] == ""
+    sticky = read_book({"entries": [{"key": ["/otter/gimsuy"], "content": "Otters."}]}, "w")
+    assert lore([sticky], "An OTTER!")[1] == "Otters."
+
+
+def test_a_stored_key_that_no_longer_passes_is_plain_text_logged_once(caplog):
+    stored = {"entries": [{"keys": ["/(unclosed/", "/(?:(?:a{1000}){1000}){1000}/"], "content": "Old."}]}
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="greenroom.core.lore"):
+        turns = [lore([stored], "x"), lore([stored], "x"), lore([stored], "say /(unclosed/ again")]
+    assert time.monotonic() - started < 2.0  # the blow-up is never compiled
+    assert turns == [("", ""), ("", ""), ("", "Old.")]
+    assert sorted(r.message.split(" (")[0] for r in caplog.records) == [
+        "lore key /(?:(?:a{1000}){1000}){1000}/ is not a usable regular expression",
+        "lore key /(unclosed/ is not a usable regular expression",
+    ]
+
+
+def test_costly_regex_keys_and_too_many_keys_are_refused_at_load():
+    def entries(*keys: str, times: int = 1) -> dict:
+        return {"entries": [{"key": list(keys), "content": "c"}] * times}
+
+    for book, problem in [
+        (
+            entries("/(?:a{1000}){1000}/"),
+            "entry 0: the key /(?:a{1000}){1000}/ is not a usable regular expression "
+            "(its counted repeats multiply to over 10,000)",
+        ),
+        (entries("/a{101}b{100}/"), "its counted repeats multiply to over 10,000"),
+        (
+            entries("/" + "a" * 250 + "/"),
+            "entry 0: the key /" + "a" * 56 + "... is not a usable regular expression "
+            "(252 characters, over the limit of 200)",
+        ),
+        (entries(*[f"k{i}" for i in range(51)]), "w: lorebook entry 0: 51 keys, over the limit of 50 per entry"),
+        (entries("/quest/i", times=101), "w: 101 regular-expression keys, over the limit of 100 per lorebook"),
+    ]:
+        with pytest.raises(LoreError, match=re.escape(problem)):
+            read_book(book, "w")
+    assert read_book(entries("/(?:a{100}){100}/i", times=100), "w")["entries"]  # at the limits: fine
+
+
+def test_slow_regex_keys_share_one_budget_per_turn_and_turn_off(caplog):
+    slow = [{"key": [f"/(a+)+$(?#{i})/"], "content": f"Never {i}."} for i in range(60)]
+    book = read_book({"entries": [*slow, {"key": ["a"], "content": "A.", "order": 1}]}, "w")
+    text = "a" * 5000 + "!"
+    with caplog.at_level(logging.WARNING, logger="greenroom.core.lore"):
+        started = time.monotonic()
+        first = lore([book], text)
+        took = time.monotonic() - started
+        assert lore([book], text) == first == ("", "A.")
+    assert took < 1.5  # 60 keys of 50 ms each would take 3 s: they share 200 ms
+    offs = [r for r in caplog.records if r.message.endswith("no match from now on")]
+    assert 1 <= len(offs) == len({r.getMessage() for r in offs}) <= 10  # the keys that used a whole 50 ms, once each
+
+
+def test_the_budget_caps_a_chats_own_book_and_follows_the_context():
+    def book(budget: int | None, owner: str | None, n: int = 30) -> dict:
+        entries = [{"keys": [], "constant": True, "content": f"e{i} " + "w " * 99} for i in range(n)]
+        return {"token_budget": budget, "entries": entries} | ({"owner": owner} if owner is not None else {})
+
+    def fitted(books: list[dict], **kw: Any) -> int:
+        return len(lore(books, "hi", **kw)[1].splitlines())  # each entry is 100 words, one a line
+
+    assert fitted([book(100_000, "console:c1")]) == 4  # a chat's own book: 400 at most
+    assert fitted([book(800, None), book(100_000, "console:c1")]) == 8  # the character's own 800
+    assert fitted([book(1_000, ""), book(None, "console:c1")]) == 10  # a bot-wide book may set more
+    assert fitted([book(100_000, "")]) == 20  # 2,000 at most without the model's context
+    assert fitted([book(100_000, "")], context=1_200) == 3  # a quarter of it
+    counted: list[str] = []
+    many = book(None, "console:c1", 2_000) | {"entries": [{"keys": [], "constant": True, "content": "x" * 19_000}]}
+    many["entries"] += book(None, "", 2_000)["entries"]
+    select_lore([many], ["hi"], lambda t: counted.append(t) or len(t.split()))
+    assert len(counted) == 4  # the long entry is never tokenized, nor anything once the budget is full
+
+
+def test_the_speaker_name_fills_char():
+    book = read_book(V2_BOOK, "w")
+    assert lore([book], "the harbour", speaker="Wren")[0] == "The harbour of Wren's town smells of tar."
