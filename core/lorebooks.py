@@ -19,7 +19,7 @@ from greenroom.memory.db import Database
 from greenroom.memory.library import loaded_ids
 from greenroom.memory.lorebook_files import read_lorebook_file
 from greenroom.memory.lorebook_store import BOT_WIDE, CHARACTER, CHAT, Lorebook, LorebookStore
-from greenroom.memory.lorebooks import LoreError
+from greenroom.memory.lorebooks import MAX_CHAT_BOOKS, LoreError
 
 
 class Lorebooks:
@@ -47,7 +47,7 @@ class Lorebooks:
         owner = BOT_WIDE if cid else owner
         book, note = read_lorebook_file(Path(path).expanduser())
         book_id = slug(name or book["name"] or Path(path).stem)
-        self.store.keep(owner, book_id, book, Path(path).name)
+        self.store.keep(owner, book_id, book, Path(path).name, None if owner == BOT_WIDE else MAX_CHAT_BOOKS)
         places = []
         if cid:
             self.store.attach(owner, book_id, CHARACTER, cid)
@@ -82,6 +82,14 @@ class Lorebooks:
         found = books.get((chat or BOT_WIDE, book_id)) or books.get((BOT_WIDE, book_id))
         if found is None:
             raise LoreError(f"no lorebook named '{book_id}'" + (" here (see /lore list)" if chat else ""))
+        return found
+
+    def owned(self, name: str, owner: str) -> Lorebook:
+        """The book of that name owned by ``owner`` exactly (bot-wide, or a chat), for the command line."""
+        book_id = slug(name)
+        found = next((b for b in self.store.listing((owner,)) if b.id == book_id), None)
+        if found is None:
+            raise LoreError(f"no lorebook named '{book_id}' " + (f"of the chat {owner}" if owner else "bot-wide"))
         return found
 
     def use(self, name: str, chat: str) -> Lorebook:

@@ -69,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     remove = csub.add_parser("remove", parents=[common], help="remove a character")
     remove.add_argument("name")
 
-    lore = sub.add_parser("lore", parents=[common], help="manage lorebooks (World Info), bot-wide")
+    lore = sub.add_parser("lore", parents=[common], help="manage lorebooks (World Info), bot-wide and chats' own")
     losub = lore.add_subparsers(dest="action", required=True)
     lload = losub.add_parser(
         "load", parents=[common], help="load or update a lorebook: World Info .json, a character_book, a card's book"
@@ -81,10 +81,13 @@ def parser() -> argparse.ArgumentParser:
     lload.add_argument("--name", help="the lorebook's name (default: the book's own, else the file's)")
     llist = losub.add_parser("list", parents=[common], help="every lorebook, bot-wide and chats' own")
     llist.add_argument("--json", action="store_true")
-    linfo = losub.add_parser("info", parents=[common], help="show one bot-wide lorebook")
-    linfo.add_argument("name")
-    lremove = losub.add_parser("remove", parents=[common], help="remove a bot-wide lorebook everywhere")
-    lremove.add_argument("name")
+    linfo = losub.add_parser("info", parents=[common], help="show one lorebook, bot-wide or (--chat) a chat's own")
+    lremove = losub.add_parser(
+        "remove", parents=[common], help="remove a lorebook everywhere, bot-wide or (--chat) a chat's own"
+    )
+    for action in (linfo, lremove):
+        action.add_argument("name")
+        action.add_argument("--chat", metavar="CHAT", help="the chat that owns it (platform:id), as `lore list` shows")
 
     fakenews = sub.add_parser("fakenews", parents=[common], help="train and evaluate the fake-news detector")
     fsub = fakenews.add_subparsers(dest="action", required=True)

@@ -134,13 +134,13 @@ def _lore(app: Greenroom, args: argparse.Namespace) -> int:
             uses = ", ".join(f"{kind} {target}" for kind, target in b.uses) or "nothing"
             print(f"{b.id:<20} {b.entries:>5} entries  {b.owner or 'bot-wide'}  used by: {uses}")
     elif args.action == "info":
-        book = books.find(args.name, None)
+        book = books.owned(args.name, args.chat or BOT_WIDE)
         for key, value in dataclasses.asdict(book).items():
             print(f"{key}: {value}")
     elif args.action == "remove":
-        book = books.find(args.name, None)
+        book = books.owned(args.name, args.chat or BOT_WIDE)
         books.remove(book)
-        print(f"removed the lorebook {book.id}")
+        print(f"removed the lorebook {book.id}" + (f" of the chat {book.owner}" if book.owner else ""))
     return 0
 
 

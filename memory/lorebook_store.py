@@ -5,17 +5,21 @@ names the owners it may see."""
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, select
 
 from greenroom.memory.db import Database
+from greenroom.memory.lorebooks import LoreError
 from greenroom.memory.schema import lorebook_uses, lorebooks
 
 BOT_WIDE = ""
 CHARACTER, CHAT = "character", "chat"
+PARSED_CACHE = 256  # books kept parsed, least recently used out first
 
 
 @dataclass(frozen=True)
@@ -32,19 +36,29 @@ class Lorebook:
 class LorebookStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._books: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}  # parsed, by version
+        self._books: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()  # by version
+        self._lock = threading.Lock()  # the cache, between the turns' threads
 
-    def keep(self, owner: str, book_id: str, book: dict[str, Any], source: str) -> None:
-        """Add a lorebook, or replace the one of that id and owner (its attachments stay)."""
+    def keep(self, owner: str, book_id: str, book: dict[str, Any], source: str, limit: int | None = None) -> None:
+        """Add a lorebook, or replace the one of that id and owner (its attachments stay); a new one
+        past ``limit`` books of that owner is refused."""
         values = {
             "owner": owner,
             "id": book_id,
             "name": book.get("name") or book_id,
             "book": json.dumps(book, ensure_ascii=False),
             "source": source,
+            "entries": len(book["entries"]),
             "created_at": time.time(),
         }
         with self.db.write() as conn:
+            if limit is not None:
+                mine = conn.execute(select(lorebooks.c.id).where(lorebooks.c.owner == owner)).scalars().all()
+                if book_id not in mine and len(mine) >= limit:
+                    raise LoreError(
+                        f"this chat has {len(mine)} lorebooks, the limit of {limit}; "
+                        "remove one first (/lore remove NAME)"
+                    )
             self.db.upsert(conn, lorebooks, values, ["owner", "id"])
 
     def attach(self, owner: str, book_id: str, kind: str, target: str) -> None:
@@ -72,11 +86,13 @@ class LorebookStore:
                 delete(lorebook_uses).where(lorebook_uses.c.owner == owner, lorebook_uses.c.lorebook_id == book_id)
             )
             done = conn.execute(delete(lorebooks).where(lorebooks.c.owner == owner, lorebooks.c.id == book_id))
+        with self._lock:
+            self._books.pop((owner, book_id), None)
         return done.rowcount > 0
 
     def listing(self, owners: tuple[str, ...] | None = None) -> list[Lorebook]:
         """The books of ``owners`` (None: every owner), bot-wide first, with their attachments."""
-        query = select(lorebooks).order_by(lorebooks.c.owner, lorebooks.c.id)
+        query = select(*(c for c in lorebooks.c if c.name != "book")).order_by(lorebooks.c.owner, lorebooks.c.id)
         with self.db.read() as conn:
             rows = conn.execute(query if owners is None else query.where(lorebooks.c.owner.in_(owners))).all()
             uses = conn.execute(select(lorebook_uses).order_by(lorebook_uses.c.kind, lorebook_uses.c.target)).all()
@@ -87,7 +103,7 @@ class LorebookStore:
                 r.name,
                 r.source,
                 r.created_at,
-                len(json.loads(r.book)["entries"]),
+                r.entries,
                 tuple((u.kind, u.target) for u in uses if (u.owner, u.lorebook_id) == (r.owner, r.id)),
             )
             for r in rows
@@ -95,7 +111,8 @@ class LorebookStore:
 
     def books_for(self, character_id: str, chat: str) -> list[dict[str, Any]]:
         """The books attached to the character (bot-wide ones) or to the chat (bot-wide or its own),
-        each once, in a stable order; parsed once per version."""
+        each once, in a stable order, each with its ``owner``; parsed once per version (the last
+        `PARSED_CACHE` used kept)."""
         attached = or_(
             and_(lorebook_uses.c.kind == CHARACTER, lorebook_uses.c.target == character_id),
             and_(lorebook_uses.c.kind == CHAT, lorebook_uses.c.target == chat),
@@ -119,6 +136,11 @@ class LorebookStore:
                     raw = conn.execute(
                         select(lorebooks.c.book).where(lorebooks.c.owner == owner, lorebooks.c.id == book_id)
                     ).scalar_one()
-                    cached = self._books[(owner, book_id)] = (created_at, json.loads(raw))
+                    cached = (created_at, json.loads(raw) | {"owner": owner})
+                with self._lock:
+                    self._books[(owner, book_id)] = cached
+                    self._books.move_to_end((owner, book_id))
+                    while len(self._books) > PARSED_CACHE:
+                        self._books.popitem(last=False)
                 books.append(cached[1])
         return books

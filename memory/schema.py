@@ -156,6 +156,7 @@ lorebooks = Table(  # lorebooks loaded on their own (memory/lorebook_store.py)
     Column("name", Text, nullable=False),
     Column("book", Text, nullable=False),  # the normalised book (memory/lorebooks.py), JSON
     Column("source", Text, nullable=False),  # the file it came from
+    Column("entries", Integer, nullable=False),  # how many entries the book has, for listings
     Column("created_at", Float, nullable=False),  # of this version: a reload changes it
 )
 

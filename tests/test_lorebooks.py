@@ -436,3 +436,27 @@ def test_the_budget_caps_a_chats_own_book_and_follows_the_context():
 def test_the_speaker_name_fills_char():
     book = read_book(V2_BOOK, "w")
     assert lore([book], "the harbour", speaker="Wren")[0] == "The harbour of Wren's town smells of tar."
+
+
+async def test_a_chat_owns_twenty_books_and_the_command_line_finds_them(app, config_file, tmp_path, capsys):
+    from greenroom.cli import main
+
+    data = json.dumps(world_info()).encode()
+    for i in range(20):
+        await asyncio.to_thread(app.lorebooks.load, write(tmp_path / f"b{i}.json", world_info()), "console:c1")
+    refused = await send_file(app, "/lore load --name b20", "Eldoria.json", data, chat="c1", **MOD)
+    assert refused == "this chat has 20 lorebooks, the limit of 20; remove one first (/lore remove NAME)"
+    reloaded = await send_file(app, "/lore load --name b3", "Eldoria.json", data, chat="c1", **MOD)
+    assert reloaded.startswith("Loaded the lorebook b3 ")
+    listing = (await say(app, "/lore list", chat="c1", **MOD)).messages[0]
+    assert "* b3: b3 (6 entries, this chat's own)" in listing and "- b4: b4 (6 entries, this chat's own)" in listing
+    config = ["--config", str(config_file), "lore"]
+    assert main([*config, "info", "b3"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "greenroom: no lorebook named 'b3' bot-wide"
+    assert main([*config, "info", "b3", "--chat", "console:c1"]) == 0
+    assert "owner: console:c1" in capsys.readouterr().out
+    assert main([*config, "remove", "b3", "--chat", "console:c1"]) == 0
+    assert capsys.readouterr().out.strip() == "removed the lorebook b3 of the chat console:c1"
+    assert "floating islands" not in await asyncio.to_thread(system_of, app, "Eldoria?", chat="c1")
+    again = await send_file(app, "/lore load --name b20", "Eldoria.json", data, chat="c1", **MOD)
+    assert again.startswith("Loaded the lorebook b20 ")  # room for one again

@@ -21,6 +21,7 @@ def upgrade() -> None:
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("book", sa.Text, nullable=False),
         sa.Column("source", sa.Text, nullable=False),
+        sa.Column("entries", sa.Integer, nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
     )
     op.create_table(
