@@ -155,7 +155,8 @@ class PersonaEngine:
             [character.extra.get("book", {}), *attached],
             [x for t in past for x in (t.user_text, t.reply)] + [text],
             count,
-            character.name,
+            character.speakers[0],
+            self.llm.n_ctx,
         )
         # each part on its own: a {{pick}} in the card stays put whichever lore entries fire
         system_prompt = "\n\n".join(filter(None, (expand(t, macros) for t in (before, character.system_prompt, after))))

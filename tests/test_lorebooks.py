@@ -276,7 +276,7 @@ def test_a_standalone_character_book_for_a_chat_fills_the_name(app, config_file,
     path = write(tmp_path / "harbour.json", V2_BOOK)
     assert main(["--config", str(config_file), "lore", "load", str(path), "--chat", "console:c1"]) == 0
     assert "attached to the chat console:c1" in capsys.readouterr().out
-    assert "The harbour of Wren Ashby's town smells of tar." in system_of(app, "Down by the harbour?")
+    assert "The harbour of Wren's town smells of tar." in system_of(app, "Down by the harbour?")
     assert "smells of tar" not in system_of(app, "Down by the harbour?", chat="c2")  # another chat
 
 
